@@ -1,0 +1,290 @@
+//! Conversations: sending, recalling, history, read positions and unread counts.
+//! Every write is sequenced by the store in the transaction that stores it and
+//! fanned out only after it is durable.
+
+use crate::bus::LiveEvent;
+use crate::model::{
+    Append, AppendBody, Appended, Conversation, ConversationKind, ConversationState, EventBody,
+    EventRange, Segment, StoredEvent,
+};
+use crate::{Caller, ConversationId, Denied, Error, HistoryRange, Qun, Result, Seq, UserId};
+
+impl Qun {
+    /// The conversation if the caller takes part in it.
+    async fn conversation_for(&self, caller: &Caller, id: ConversationId) -> Result<Conversation> {
+        let conv = self
+            .store
+            .conversation(id)
+            .await?
+            .ok_or(Error::NotFound("conversation"))?;
+        if !conv.members.contains(&caller.user) {
+            return Err(Error::Forbidden(Denied::NotMember));
+        }
+        Ok(conv)
+    }
+
+    /// The 1:1 conversation with a friend (it exists from the moment they
+    /// became friends; after unfriending its history stays readable).
+    pub async fn direct_conversation(
+        &self,
+        caller: &Caller,
+        peer: UserId,
+    ) -> Result<ConversationState> {
+        let id = self
+            .store
+            .direct_conversation(caller.user, peer)
+            .await?
+            .ok_or(Error::Forbidden(Denied::NotFriends))?;
+        self.store
+            .conversation_state(caller.user, id)
+            .await?
+            .ok_or(Error::NotFound("conversation"))
+    }
+
+    /// Sends a message; returns once it is durable.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        conversation: ConversationId,
+        client_msg_id: &str,
+        segments: Vec<Segment>,
+    ) -> Result<Appended> {
+        self.check_client_msg_id(client_msg_id)?;
+        self.check_segments(&segments)?;
+        let conv = self.conversation_for(caller, conversation).await?;
+        self.check_may_send(caller, &conv).await?;
+        let append = Append {
+            conversation,
+            sender: caller.user,
+            client_msg_id: client_msg_id.to_owned(),
+            time: self.clock.now_ms(),
+            body: AppendBody::Message(segments.clone()),
+        };
+        let appended = self.store.append(append).await?;
+        if !appended.duplicate {
+            let event = StoredEvent {
+                conversation,
+                seq: appended.seq,
+                message_id: appended.message_id,
+                sender: caller.user,
+                client_msg_id: client_msg_id.to_owned(),
+                time: appended.time,
+                body: EventBody::Message {
+                    segments,
+                    recalled: false,
+                },
+            };
+            self.deliver(conv.members, LiveEvent::Conversation(event))
+                .await;
+        }
+        Ok(appended)
+    }
+
+    async fn check_may_send(&self, caller: &Caller, conv: &Conversation) -> Result<()> {
+        match conv.kind {
+            ConversationKind::Direct => {
+                let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
+                    return Err(Error::Forbidden(Denied::NotMember));
+                };
+                if self.store.is_blocked_either(caller.user, peer).await? {
+                    return Err(Error::Forbidden(Denied::Blocked));
+                }
+                if self.store.friend(caller.user, peer).await?.is_none() {
+                    return Err(Error::Forbidden(Denied::NotFriends));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Recalls the caller's own message within the recall window. The recall is
+    /// itself an event of the conversation; repeating it returns the same ack.
+    pub async fn recall(
+        &self,
+        caller: &Caller,
+        conversation: ConversationId,
+        seq: Seq,
+    ) -> Result<Appended> {
+        let conv = self.conversation_for(caller, conversation).await?;
+        let target = self
+            .store
+            .event(conversation, seq)
+            .await?
+            .ok_or(Error::NotFound("message"))?;
+        if !matches!(target.body, EventBody::Message { .. }) {
+            return Err(Error::Conflict("only messages can be recalled".into()));
+        }
+        if target.sender != caller.user {
+            return Err(Error::Forbidden(Denied::NotAuthor));
+        }
+        let now = self.clock.now_ms();
+        let window = self.config.recall_window_secs;
+        // The recall's own idempotency key: a retry finds the first recall.
+        let client_msg_id = format!("recall:{conversation}:{seq}");
+        if now - target.time > (window as i64) * 1000 {
+            return Err(Error::RecallWindowPassed {
+                window_secs: window,
+            });
+        }
+        let append = Append {
+            conversation,
+            sender: caller.user,
+            client_msg_id: client_msg_id.clone(),
+            time: now,
+            body: AppendBody::Recall { target: seq },
+        };
+        let appended = self.store.append(append).await?;
+        if !appended.duplicate {
+            let event = StoredEvent {
+                conversation,
+                seq: appended.seq,
+                message_id: appended.message_id,
+                sender: caller.user,
+                client_msg_id,
+                time: appended.time,
+                body: EventBody::Recall { target: seq },
+            };
+            self.deliver(conv.members, LiveEvent::Conversation(event))
+                .await;
+        }
+        Ok(appended)
+    }
+
+    /// A page of history, ascending, and whether more exists in that direction.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        conversation: ConversationId,
+        range: HistoryRange,
+        limit: Option<u32>,
+    ) -> Result<(Vec<StoredEvent>, bool)> {
+        let max = self.config.history_page_max;
+        let limit = limit.unwrap_or(100.min(max));
+        if limit == 0 {
+            return Err(Error::invalid("limit", "must be at least 1"));
+        }
+        if limit > max {
+            return Err(Error::TooLarge {
+                limit: "history_page_max",
+                max: max as u64,
+            });
+        }
+        self.conversation_for(caller, conversation).await?;
+        let range = match range {
+            HistoryRange::After(s) => EventRange::After(s, limit + 1),
+            HistoryRange::Before(s) => EventRange::Before(s, limit + 1),
+            HistoryRange::Latest => EventRange::Before(Seq(u64::MAX >> 1), limit + 1),
+        };
+        let mut events = self.store.events(conversation, range).await?;
+        let more = events.len() > limit as usize;
+        if more {
+            match range {
+                EventRange::After(..) => {
+                    events.truncate(limit as usize);
+                }
+                EventRange::Before(..) => {
+                    events.remove(0);
+                }
+            }
+        }
+        Ok((events, more))
+    }
+
+    /// The caller's conversations with unread counts.
+    pub async fn conversations(&self, caller: &Caller) -> Result<Vec<ConversationState>> {
+        self.store.conversation_states(caller.user).await
+    }
+
+    /// Moves the caller's read position forward; other devices are told.
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        conversation: ConversationId,
+        seq: Seq,
+    ) -> Result<ConversationState> {
+        self.conversation_for(caller, conversation).await?;
+        let before = self
+            .store
+            .conversation_state(caller.user, conversation)
+            .await?;
+        let read_seq = self.store.mark_read(caller.user, conversation, seq).await?;
+        if before.is_some_and(|b| b.read_seq != read_seq) {
+            self.deliver(
+                vec![caller.user],
+                LiveEvent::Read {
+                    conversation,
+                    read_seq,
+                },
+            )
+            .await;
+        }
+        self.store
+            .conversation_state(caller.user, conversation)
+            .await?
+            .ok_or(Error::NotFound("conversation"))
+    }
+
+    fn check_client_msg_id(&self, id: &str) -> Result<()> {
+        let max = self.config.max_client_msg_id_bytes;
+        if id.is_empty() {
+            return Err(Error::invalid("client_msg_id", "must not be empty"));
+        }
+        if id.len() > max {
+            return Err(Error::TooLarge {
+                limit: "max_client_msg_id_bytes",
+                max: max as u64,
+            });
+        }
+        if id.starts_with("recall:") || id.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "client_msg_id",
+                "reserved prefix or control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_segments(&self, segments: &[Segment]) -> Result<()> {
+        let c = &self.config;
+        if segments.is_empty() {
+            return Err(Error::invalid(
+                "segments",
+                "a message needs at least one segment",
+            ));
+        }
+        if segments.len() > c.max_segments {
+            return Err(Error::TooLarge {
+                limit: "max_segments",
+                max: c.max_segments as u64,
+            });
+        }
+        let weight: usize = segments.iter().map(Segment::weight).sum();
+        if weight > c.max_message_bytes {
+            return Err(Error::TooLarge {
+                limit: "max_message_bytes",
+                max: c.max_message_bytes as u64,
+            });
+        }
+        for s in segments {
+            match s {
+                Segment::Reply { seq } if seq.0 == 0 => {
+                    return Err(Error::invalid("segments", "reply needs a sequence number"));
+                }
+                Segment::Image { file } | Segment::File { file, .. } if file.is_empty() => {
+                    return Err(Error::invalid(
+                        "segments",
+                        "file reference must not be empty",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if segments
+            .iter()
+            .all(|s| matches!(s, Segment::Text { text } if text.trim().is_empty()))
+        {
+            return Err(Error::invalid("segments", "the message is empty"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! qun's domain: accounts, sessions, friends, presence and conversations.
+//!
+//! The domain decides; it does no IO of its own. Storage is the [`Store`] trait
+//! and fan-out the [`Bus`] trait, each implemented by adapters that only the
+//! server binary wires together. Nothing here knows of HTTP, SQL, NATS or JSON.
+
+mod accounts;
+pub mod bus;
+mod chat;
+mod clock;
+mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod friends;
+mod ids;
+pub mod model;
+mod presence;
+mod service;
+pub mod store;
+
+pub use bus::{Bus, LocalBus, Notification, NotificationSink, RevokeReason};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+pub use error::{AuthError, Denied, Error, Result};
+pub use ids::*;
+pub use presence::PresenceState;
+pub use service::{Caller, HistoryRange, LoginInput, NewSession, Qun};
+pub use store::Store;

@@ -1,0 +1,196 @@
+//! [`Qun`]: the domain's entry point. Each feature area (accounts, friends,
+//! chat, presence) adds its methods in its own module; all share this state.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use governor::{clock::Clock as _, DefaultKeyedRateLimiter, Quota};
+use tokio::sync::Semaphore;
+
+use crate::bus::{Bus, LiveEvent, Notification};
+use crate::model::Session;
+use crate::presence::PresenceRegistry;
+use crate::{Clock, Config, Error, Result, Seq, SessionId, Store, UserId};
+
+/// An authenticated caller: one session of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The account.
+    pub user: UserId,
+    /// The session (device).
+    pub session: SessionId,
+}
+
+/// A login attempt.
+#[derive(Debug, Clone)]
+pub struct LoginInput {
+    /// qun number.
+    pub user: UserId,
+    /// Password.
+    pub password: String,
+    /// Device kind.
+    pub device_kind: crate::model::DeviceKind,
+    /// Device name.
+    pub device_name: String,
+    /// Client address, for per-address attempt limits.
+    pub addr: Option<IpAddr>,
+}
+
+/// A successful login: the token is returned once and never stored.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Bearer token.
+    pub token: String,
+    /// The stored session.
+    pub session: Session,
+}
+
+/// Which part of a conversation's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// Ascending from just after this sequence (catch-up).
+    After(Seq),
+    /// The newest events before this sequence.
+    Before(Seq),
+    /// The newest events.
+    Latest,
+}
+
+/// The domain service. Cheap to share behind an `Arc`.
+pub struct Qun {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) config: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) presence: PresenceRegistry,
+    pub(crate) hash_permits: Semaphore,
+    pub(crate) login_limits: LoginLimits,
+    next_conn: AtomicU64,
+}
+
+impl Qun {
+    /// Wires the domain to a store, a bus and a clock.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let permits = config.max_concurrent_password_hashes.max(1);
+        Qun {
+            login_limits: LoginLimits::new(&config),
+            hash_permits: Semaphore::new(permits),
+            store,
+            bus,
+            config,
+            clock,
+            presence: PresenceRegistry::default(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The clock in use.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The store (for readiness checks and administration).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) async fn deliver(&self, users: Vec<UserId>, event: LiveEvent) {
+        if users.is_empty() {
+            return;
+        }
+        self.bus
+            .publish(Notification::Deliver {
+                users,
+                event: Arc::new(event),
+            })
+            .await;
+    }
+}
+
+/// Brute-force limits on logins, per account and per client address. They
+/// replenish over time, so the real owner is never locked out for long.
+pub(crate) struct LoginLimits {
+    per_account: DefaultKeyedRateLimiter<UserId>,
+    per_addr: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+}
+
+impl LoginLimits {
+    fn new(config: &Config) -> Self {
+        let quota =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        LoginLimits {
+            per_account: DefaultKeyedRateLimiter::keyed(quota(
+                config.login_attempts_per_account_per_minute,
+            )),
+            per_addr: DefaultKeyedRateLimiter::keyed(quota(
+                config.login_attempts_per_address_per_minute,
+            )),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one attempt; `RateLimited` if either budget is spent.
+    pub(crate) fn check(&self, user: UserId, addr: Option<IpAddr>) -> Result<()> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            self.per_account.retain_recent();
+            self.per_addr.retain_recent();
+        }
+        let now = governor::clock::DefaultClock::default().now();
+        let limited = |wait: std::time::Duration| Error::RateLimited {
+            retry_after_secs: wait.as_secs() + 1,
+        };
+        if let Some(addr) = addr {
+            self.per_addr
+                .check_key(&addr)
+                .map_err(|n| limited(n.wait_time_from(now)))?;
+        }
+        self.per_account
+            .check_key(&user)
+            .map_err(|n| limited(n.wait_time_from(now)))
+    }
+}
+
+/// Validation helpers shared by the feature modules.
+pub(crate) mod check {
+    use crate::{Error, Result};
+
+    /// A required single-line text of at most `max` characters.
+    pub(crate) fn text(
+        field: &'static str,
+        value: &str,
+        max: usize,
+        limit: &'static str,
+        required: bool,
+    ) -> Result<()> {
+        if required && value.trim().is_empty() {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::invalid(field, "must not contain control characters"));
+        }
+        if value.chars().count() > max {
+            return Err(Error::TooLarge {
+                limit,
+                max: max as u64,
+            });
+        }
+        Ok(())
+    }
+}

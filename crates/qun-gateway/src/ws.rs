@@ -1,0 +1,445 @@
+//! The WebSocket gateway at `/api/v1/ws` (see `docs/protocol.md`).
+//!
+//! A socket authenticates with its first frame (never with a token in the URL),
+//! is registered in the hub *before* its `hello` is answered, so anything
+//! committed afterwards reaches it live and anything before is found by
+//! catch-up. One reader loop answers requests in order; one writer task owns the
+//! socket's sending half and drains a bounded queue.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use qun_domain::{self as d, AuthError, Caller, Error};
+use qun_wire::{codes, ClientFrame, ErrorBody, Request, ServerFrame, PROTOCOL_VERSION};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::convert;
+use crate::error::ApiError;
+use crate::hub::{CloseReason, ConnHandle};
+use crate::AppState;
+
+const KNOWN_TYPES: &[&str] = &[
+    "auth",
+    "ping",
+    "send",
+    "recall",
+    "read",
+    "history",
+    "conversations",
+    "set_presence",
+];
+
+/// `GET /api/v1/ws`: upgrades with buffers sized for many idle connections.
+pub(crate) async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    if app.hub.is_shutting_down() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            "server is shutting down",
+        )
+        .into_response();
+    }
+    let c = &app.config;
+    ws.read_buffer_size(c.ws_read_buffer_bytes)
+        .write_buffer_size(c.ws_write_buffer_bytes)
+        .max_write_buffer_size(c.ws_max_write_buffer_bytes.max(c.ws_write_buffer_bytes + 1))
+        .max_message_size(c.max_frame_bytes)
+        .max_frame_size(c.max_frame_bytes)
+        .on_upgrade(move |socket| connection(app, socket))
+}
+
+async fn connection(app: AppState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let caller = match authenticate(&app, &mut stream).await {
+        Ok(caller) => caller,
+        Err((id, err)) => {
+            let code = if err.body.code == codes::ACCOUNT_DISABLED {
+                codes::close::ACCOUNT_DISABLED
+            } else {
+                codes::close::UNAUTHENTICATED
+            };
+            let reason = Utf8Bytes::from(err.body.code.clone());
+            let _ = sink.send(Message::Text(error_frame(id, &err.body))).await;
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame { code, reason })))
+                .await;
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(app.config.outbound_queue_frames.max(1));
+    let (kill, kill_rx) = watch::channel(None);
+    let conn_id = app.qun.connected(&caller).await;
+    let handle = ConnHandle {
+        id: conn_id,
+        session: caller.session.clone(),
+        tx,
+        kill,
+    };
+    let hello = ServerFrame::Hello {
+        v: PROTOCOL_VERSION,
+        user_id: qun_wire::UserId(caller.user.0),
+        session_id: caller.session.0.clone(),
+        heartbeat_secs: app.config.heartbeat_secs,
+        server_time: app.qun.now_ms(),
+    };
+    handle.push(frame(&hello));
+    app.hub.register(caller.user, handle.clone());
+    // Receivers cloned from the channel's first one see every change, even one
+    // made before they start waiting.
+    let writer = tokio::spawn(write_loop(sink, rx, kill_rx.clone()));
+    read_loop(&app, &caller, &handle, stream, kill_rx).await;
+    app.hub.unregister(caller.user, conn_id);
+    app.qun.disconnected(caller.user, conn_id).await;
+    handle.close(CloseReason::NORMAL);
+    drop(handle);
+    let _ = writer.await;
+}
+
+/// Waits for the `auth` frame; anything else first is refused.
+async fn authenticate(
+    app: &AppState,
+    stream: &mut SplitStream<WebSocket>,
+) -> Result<Caller, (Option<String>, ApiError)> {
+    let timeout = Duration::from_secs(app.config.auth_timeout_secs);
+    let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, codes::UNAUTHENTICATED, m);
+    let text = loop {
+        match tokio::time::timeout(timeout, stream.next()).await {
+            Err(_) => return Err((None, unauth("no auth frame within the time allowed"))),
+            Ok(None) | Ok(Some(Err(_))) => return Err((None, unauth("socket closed before auth"))),
+            Ok(Some(Ok(Message::Text(t)))) => break t,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(_))) => {
+                return Err((None, unauth("the first frame must be a text auth frame")))
+            }
+        }
+    };
+    let (id, request) = parse_request(text.as_str())?;
+    match request {
+        Request::Auth { token } => app
+            .qun
+            .authenticate(&token)
+            .await
+            .map_err(|e| (id, ApiError::from(e))),
+        _ => Err((id, unauth("authenticate first with an auth frame"))),
+    }
+}
+
+async fn read_loop(
+    app: &AppState,
+    caller: &Caller,
+    handle: &ConnHandle,
+    mut stream: SplitStream<WebSocket>,
+    mut kill: watch::Receiver<Option<CloseReason>>,
+) {
+    let heartbeat = Duration::from_secs(app.config.heartbeat_timeout_secs);
+    let mut deadline = Instant::now() + heartbeat;
+    let recheck_every = Duration::from_secs(app.config.session_recheck_secs.max(1));
+    let mut recheck = tokio::time::interval_at(Instant::now() + recheck_every, recheck_every);
+    loop {
+        tokio::select! {
+            _ = kill.changed() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                handle.close(CloseReason::HEARTBEAT_TIMEOUT);
+                break;
+            }
+            _ = recheck.tick() => {
+                if let Err(Error::Auth(a)) = app.qun.revalidate(caller).await {
+                    handle.close(if a == AuthError::Disabled { CloseReason::DISABLED } else { CloseReason::REVOKED });
+                    break;
+                }
+            }
+            next = stream.next() => {
+                deadline = Instant::now() + heartbeat;
+                let msg = match next {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "socket read failed");
+                        let too_large = e
+                            .into_inner()
+                            .downcast::<tungstenite::Error>()
+                            .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)));
+                        if too_large {
+                            handle.close(CloseReason::FRAME_TOO_LARGE);
+                        }
+                        break;
+                    }
+                    Some(Ok(msg)) => msg,
+                };
+                let reply = match msg {
+                    Message::Text(text) => handle_text(app, caller, handle.id, text.as_str()).await,
+                    Message::Binary(_) => error_frame(None, &ApiError::invalid_json("binary frames are not supported; send JSON text").body),
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Close(_) => break,
+                };
+                if !handle.push(reply) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Owns the sending half: writes queued frames (coalescing what is already
+/// queued into one flush) until told to close, then sends the close frame.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    mut kill: watch::Receiver<Option<CloseReason>>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = kill.changed() => break,
+            next = rx.recv() => {
+                let Some(first) = next else { break };
+                let write = async {
+                    sink.feed(Message::Text(first)).await?;
+                    while let Ok(more) = rx.try_recv() {
+                        sink.feed(Message::Text(more)).await?;
+                    }
+                    sink.flush().await
+                };
+                let failed = tokio::select! {
+                    r = write => r.is_err(),
+                    _ = kill.changed() => true,
+                };
+                if failed {
+                    break;
+                }
+            }
+        }
+    }
+    let reason = *kill.borrow();
+    let Some(reason) = reason else {
+        let _ = sink.close().await;
+        return;
+    };
+    // A graceful close delivers what is already queued; a slow consumer gets nothing more.
+    let finish = async {
+        if reason != CloseReason::SLOW_CONSUMER {
+            while let Ok(more) = rx.try_recv() {
+                sink.feed(Message::Text(more)).await?;
+            }
+        }
+        let frame = CloseFrame {
+            code: reason.code,
+            reason: Utf8Bytes::from_static(reason.reason),
+        };
+        sink.send(Message::Close(Some(frame))).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), finish).await;
+}
+
+#[derive(Deserialize)]
+struct Head {
+    v: Option<Value>,
+    id: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+}
+
+/// Parses a request frame, saying precisely what is wrong with a bad one.
+fn parse_request(text: &str) -> Result<(Option<String>, Request), (Option<String>, ApiError)> {
+    let head: Head = serde_json::from_str(text).map_err(|e| {
+        (
+            None,
+            ApiError::invalid_json(format!("a frame must be a JSON object: {e}")),
+        )
+    })?;
+    let id = match head.id {
+        None => None,
+        Some(Value::String(s)) if s.len() <= 64 => Some(s),
+        Some(_) => {
+            return Err((
+                None,
+                ApiError::invalid_field("id must be a string of at most 64 bytes"),
+            ))
+        }
+    };
+    match head.v {
+        Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+        None => {
+            return Err((
+                id,
+                ApiError::invalid_field("v (the protocol version) is required"),
+            ))
+        }
+        Some(v) => {
+            let msg = format!("protocol version {v} is not supported; use {PROTOCOL_VERSION}");
+            return Err((
+                id,
+                ApiError::new(StatusCode::BAD_REQUEST, codes::UNSUPPORTED_VERSION, msg),
+            ));
+        }
+    }
+    let kind = match head.kind {
+        Some(Value::String(s)) => s,
+        None => return Err((id, ApiError::invalid_field("type is required"))),
+        Some(_) => return Err((id, ApiError::invalid_field("type must be a string"))),
+    };
+    if !KNOWN_TYPES.contains(&kind.as_str()) {
+        let msg = format!("unknown frame type {kind:?}");
+        return Err((
+            id,
+            ApiError::new(StatusCode::BAD_REQUEST, codes::UNKNOWN_TYPE, msg),
+        ));
+    }
+    let frame: ClientFrame = serde_json::from_str(text)
+        .map_err(|e| (id.clone(), ApiError::invalid_field(format!("{kind}: {e}"))))?;
+    Ok((id, frame.request))
+}
+
+async fn handle_text(app: &AppState, caller: &Caller, conn: u64, text: &str) -> Utf8Bytes {
+    let (id, result) = match parse_request(text) {
+        Ok((id, request)) => {
+            metrics::counter!("qun_ws_requests_total", "type" => request.type_name()).increment(1);
+            (id, execute(app, caller, conn, request).await)
+        }
+        Err((id, e)) => (id, Err(e)),
+    };
+    match result {
+        Ok(data) => frame(&ServerFrame::Ok {
+            v: PROTOCOL_VERSION,
+            id,
+            data,
+        }),
+        Err(e) => error_frame(id, &e.body),
+    }
+}
+
+async fn execute(
+    app: &AppState,
+    caller: &Caller,
+    conn: u64,
+    request: Request,
+) -> Result<Value, ApiError> {
+    let qun = &app.qun;
+    let value = match request {
+        Request::Auth { .. } => {
+            return Err(ApiError::from(Error::Conflict(
+                "this socket is already authenticated".into(),
+            )))
+        }
+        Request::Ping => serde_json::json!({ "server_time": qun.now_ms() }),
+        Request::Send {
+            conversation,
+            client_msg_id,
+            segments,
+        } => {
+            let conv = d::ConversationId(conversation.0);
+            let appended = qun
+                .send(caller, conv, &client_msg_id, convert::segments_in(segments))
+                .await?;
+            metrics::counter!("qun_messages_total").increment(u64::from(!appended.duplicate));
+            to_value(&convert::ack(&appended))?
+        }
+        Request::Recall { conversation, seq } => {
+            let appended = qun
+                .recall(caller, d::ConversationId(conversation.0), d::Seq(seq.0))
+                .await?;
+            to_value(&convert::ack(&appended))?
+        }
+        Request::Read { conversation, seq } => {
+            let state = qun
+                .mark_read(caller, d::ConversationId(conversation.0), d::Seq(seq.0))
+                .await?;
+            to_value(&convert::read_state(&state))?
+        }
+        Request::History {
+            conversation,
+            after,
+            before,
+            limit,
+        } => {
+            let range = convert::history_range(after, before)?;
+            let (events, more) = qun
+                .history(caller, d::ConversationId(conversation.0), range, limit)
+                .await?;
+            to_value(&convert::history_page(&events, more))?
+        }
+        Request::Conversations => {
+            let list = qun.conversations(caller).await?;
+            to_value(&convert::conversation_list(&list))?
+        }
+        Request::SetPresence { state } => {
+            let visible = qun
+                .set_presence(caller, conn, convert::presence_in(state))
+                .await?;
+            serde_json::json!({ "state": convert::presence(visible) })
+        }
+    };
+    Ok(value)
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::from(Error::Internal(e.to_string())))
+}
+
+fn frame(f: &ServerFrame) -> Utf8Bytes {
+    match serde_json::to_string(f) {
+        Ok(s) => Utf8Bytes::from(s),
+        Err(e) => {
+            tracing::error!(error = %e, "frame not serialisable");
+            Utf8Bytes::from_static(
+                r#"{"type":"error","v":1,"id":null,"error":{"code":"internal","message":"internal error"}}"#,
+            )
+        }
+    }
+}
+
+fn error_frame(id: Option<String>, body: &ErrorBody) -> Utf8Bytes {
+    frame(&ServerFrame::Error {
+        v: PROTOCOL_VERSION,
+        id,
+        error: body.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> String {
+        parse_request(text)
+            .err()
+            .map(|(_, e)| e.body.code)
+            .unwrap_or_else(|| "ok".into())
+    }
+
+    #[test]
+    fn bad_frames_get_precise_codes() {
+        let cases = [
+            ("{nope", "invalid_json"),
+            ("[1,2]", "invalid_json"),
+            (r#"{"v":1,"type":"ping"}"#, "ok"),
+            (r#"{"type":"ping"}"#, "invalid_field"),
+            (r#"{"v":2,"type":"ping"}"#, "unsupported_version"),
+            (r#"{"v":1,"type":"teleport"}"#, "unknown_type"),
+            (r#"{"v":1,"type":7}"#, "invalid_field"),
+            (r#"{"v":1,"id":5,"type":"ping"}"#, "invalid_field"),
+            (
+                r#"{"v":1,"type":"send","conversation":"x","client_msg_id":"a","segments":[]}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"v":1,"type":"send","conversation":1,"client_msg_id":"a"}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"v":1,"type":"send","conversation":1,"client_msg_id":"a","segments":[{"type":"laser"}]}"#,
+                "invalid_field",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(code(input), expected, "{input}");
+        }
+    }
+}
