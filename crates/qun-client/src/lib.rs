@@ -29,6 +29,12 @@
 //! # }
 //! ```
 
+// `ClientError::Api` carries the server's `ErrorBody` inline so callers can
+// match on it directly; errors come from the network, where a few hundred
+// bytes of `Result` are nothing next to the round trip.
+#![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
+
 mod error;
 mod http;
 mod ws;

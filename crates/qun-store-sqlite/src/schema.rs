@@ -137,11 +137,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Error> {
 /// Applies the scripts of `migrations` the database has not seen yet, each in
 /// one transaction together with the new `user_version`.
 fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), Error> {
-    let current: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(map_sqlite)?;
-    let current = usize::try_from(current)
-        .map_err(|_| Error::Internal(format!("invalid schema version {current}")))?;
+    let current = version(conn)?;
     if current > migrations.len() {
         return Err(Error::Internal(format!(
             "the database has schema version {current}, newer than this qun knows ({}); \
@@ -162,7 +158,7 @@ fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), Error>
 }
 
 /// The schema version of an open database.
-pub(crate) fn version(conn: &Connection) -> Result<usize, Error> {
+fn version(conn: &Connection) -> Result<usize, Error> {
     let v: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(map_sqlite)?;

@@ -1,0 +1,6 @@
+//! qun's integration tests: the domain in-process on a real SQLite store with a
+//! controlled clock, and end-to-end suites against real `qun serve` processes
+//! (those run when `QUN_E2E=1`, as the README's test command sets).
+
+mod domain;
+mod harness;
