@@ -125,18 +125,21 @@ impl Qun {
         self.check_session(&session).await
     }
 
+    /// The most fundamental cause wins: a disabled account, then revocation
+    /// (disabling also revokes), then expiry.
     async fn check_session(&self, session: &Session) -> Result<()> {
+        match self.store.user(session.user).await? {
+            Some(u) if u.disabled => return Err(Error::Auth(AuthError::Disabled)),
+            Some(_) => {}
+            None => return Err(Error::Auth(AuthError::InvalidToken)),
+        }
         if session.revoked_at.is_some() {
             return Err(Error::Auth(AuthError::Revoked));
         }
         if session.expires_at <= self.clock.now_ms() {
             return Err(Error::Auth(AuthError::Expired));
         }
-        match self.store.user(session.user).await? {
-            Some(u) if !u.disabled => Ok(()),
-            Some(_) => Err(Error::Auth(AuthError::Disabled)),
-            None => Err(Error::Auth(AuthError::InvalidToken)),
-        }
+        Ok(())
     }
 
     /// The caller's sessions that are not revoked.

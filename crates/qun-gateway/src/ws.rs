@@ -87,7 +87,12 @@ async fn connection(app: AppState, socket: WebSocket) {
         v: PROTOCOL_VERSION,
         user_id: qun_wire::UserId(caller.user.0),
         session_id: caller.session.0.clone(),
-        heartbeat_secs: app.config.heartbeat_secs,
+        // Never advertise an interval the timeout would not tolerate.
+        heartbeat_secs: app
+            .config
+            .heartbeat_secs
+            .min(app.config.heartbeat_timeout_secs / 2)
+            .max(1),
         server_time: app.qun.now_ms(),
     };
     handle.push(frame(&hello));

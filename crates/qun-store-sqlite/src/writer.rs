@@ -156,8 +156,12 @@ fn run(
         counters
             .commands
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let size = batch.len();
+        let started = std::time::Instant::now();
         if commit_batch(&conn, batch.drain(..)) {
             counters.commits.fetch_add(1, Ordering::Relaxed);
+            metrics::histogram!("qun_store_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("qun_store_batch_size").record(size as f64);
         }
     }
     tracing::debug!("sqlite writer finished its queue and stops");

@@ -3,4 +3,5 @@
 //! (those run when `QUN_E2E=1`, as the README's test command sets).
 
 mod domain;
+mod flows;
 mod harness;
