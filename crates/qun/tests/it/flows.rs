@@ -465,3 +465,133 @@ async fn health_metrics_and_generated_openapi_are_served() {
         paths.keys().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remarks_categories_likes_and_the_blacklist_over_rest() {
+    require_e2e!();
+    use qun_client::qun_wire::{CategoryId, FriendPatch, ProfilePatch};
+    let dir = TempDir::new("friends");
+    let server = Server::start(dir.path(), &[]);
+    let alice = User::new(&server, "alice").await;
+    let bob = User::new(&server, "bob").await;
+    let carol = User::new(&server, "carol").await;
+    let conv = befriend(&alice, &bob).await;
+
+    // Categories: create, move a friend, rename, delete (the friend returns to default).
+    let club = alice.client.create_category("book club").await.unwrap();
+    let moved = alice
+        .client
+        .update_friend(
+            bob.id,
+            &FriendPatch {
+                remark: Some("Bobby".into()),
+                category: Some(club.id),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (moved.remark.as_deref(), moved.category),
+        (Some("Bobby"), club.id)
+    );
+    alice
+        .client
+        .rename_category(club.id, "readers")
+        .await
+        .unwrap();
+    let names: Vec<String> = alice
+        .client
+        .categories()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["My friends".to_string(), "readers".to_string()]);
+    alice.client.delete_category(club.id).await.unwrap();
+    assert_eq!(
+        alice.client.friends().await.unwrap()[0].category,
+        CategoryId(0)
+    );
+
+    // Profile and likes (10 per friend per day).
+    let me = alice
+        .client
+        .update_profile(&ProfilePatch {
+            signature: Some("reading".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(me.signature, "reading");
+    for i in 1..=10 {
+        assert_eq!(bob.client.like(alice.id).await.unwrap().today, i);
+    }
+    let err = bob.client.like(alice.id).await.unwrap_err();
+    assert_eq!(err.code(), Some("limit_reached"));
+    assert_eq!(
+        err.body().unwrap().limit.as_deref(),
+        Some("likes_per_friend_per_day")
+    );
+    assert_eq!(carol.client.profile(alice.id).await.unwrap().likes, 10);
+    assert_eq!(
+        carol.client.like(alice.id).await.unwrap_err().code(),
+        Some("not_friends")
+    );
+
+    // Refused request, then the blacklist.
+    let r = carol
+        .client
+        .send_friend_request(alice.id, "hi")
+        .await
+        .unwrap();
+    assert_eq!(
+        carol
+            .client
+            .send_friend_request(alice.id, "again")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("conflict")
+    );
+    alice.client.refuse_friend_request(r.id).await.unwrap();
+    alice.client.block(carol.id).await.unwrap();
+    assert_eq!(
+        carol
+            .client
+            .send_friend_request(alice.id, "please")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("blocked")
+    );
+    assert_eq!(alice.client.blacklist().await.unwrap()[0].user_id, carol.id);
+    alice.client.unblock(carol.id).await.unwrap();
+    carol
+        .client
+        .send_friend_request(alice.id, "sorry")
+        .await
+        .unwrap();
+
+    // Unfriending stops messages but keeps history readable.
+    bob.client.send(conv, "b-1", text("before")).await.unwrap();
+    alice.client.remove_friend(bob.id).await.unwrap();
+    assert_eq!(
+        bob.client
+            .send(conv, "b-2", text("after"))
+            .await
+            .unwrap_err()
+            .code(),
+        Some("not_friends")
+    );
+    assert_eq!(
+        alice
+            .client
+            .history(conv, None, None, None)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+}
