@@ -3,7 +3,6 @@
 //! (those run when `QUN_E2E=1`, as the README's test command sets).
 
 mod domain;
-mod durability;
 mod flows;
 mod harness;
 mod tidy;
