@@ -88,6 +88,7 @@ impl ClientError {
             limit: None,
             max: None,
             field: None,
+            until: None,
         });
         ClientError::Api { status, error }
     }

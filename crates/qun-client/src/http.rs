@@ -8,7 +8,7 @@ use qun_wire::{
     DirectRequest, FriendPatch, FriendRequestCreate, FriendRequestId, FriendRequestList,
     FriendRequestView, FriendView, Health, HistoryPage, LikeResult, LoginRequest, LoginResponse,
     ProfilePatch, ProfileView, ReadRequest, ReadState, RegisterRequest, RegisterResponse,
-    RevokedCount, Segment, SendRequest, Seq, SessionView, UserId,
+    RevokedCount, Segment, SendRequest, Seq, SessionView, TempSessionRequest, UserId,
 };
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::ClientError;
+
+mod groups;
 
 /// How long one REST call may take before it fails with [`ClientError::Timeout`].
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -327,6 +329,17 @@ impl Client {
             .await
     }
 
+    /// `POST /api/v1/temp-sessions`: a temporary 1:1 conversation with a member
+    /// of a group the caller is in, for talking to someone who is not a friend.
+    pub async fn open_temp_session(
+        &self,
+        user_id: UserId,
+    ) -> Result<ConversationView, ClientError> {
+        let body = TempSessionRequest { user_id };
+        self.call(Method::POST, "/api/v1/temp-sessions", Some(&body))
+            .await
+    }
+
     /// `GET /api/v1/conversations/{id}/events`: a page of history, forward
     /// after `after` or backward before `before`.
     pub async fn history(
@@ -484,14 +497,23 @@ fn transport(e: reqwest::Error) -> ClientError {
 
 /// The query string of a history request, empty when no bound is given.
 fn history_query(after: Option<Seq>, before: Option<Seq>, limit: Option<u32>) -> String {
-    let params: Vec<String> = [
-        after.map(|s| format!("after={s}")),
-        before.map(|s| format!("before={s}")),
-        limit.map(|n| format!("limit={n}")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    query_string(&[
+        ("after", after.map(|s| s.to_string())),
+        ("before", before.map(|s| s.to_string())),
+        ("limit", limit.map(|n| n.to_string())),
+    ])
+}
+
+/// `?name=value&...` for the parameters that have a value, percent-encoded;
+/// empty when none has.
+fn query_string(params: &[(&str, Option<String>)]) -> String {
+    let params: Vec<String> = params
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = value.as_deref()?;
+            Some(format!("{name}={}", encode_segment(value)))
+        })
+        .collect();
     if params.is_empty() {
         String::new()
     } else {
@@ -499,7 +521,8 @@ fn history_query(after: Option<Seq>, before: Option<Seq>, limit: Option<u32>) ->
     }
 }
 
-/// Percent-encodes one path segment: everything but RFC 3986 unreserved characters.
+/// Percent-encodes one path segment or query value: everything but RFC 3986
+/// unreserved characters.
 fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
@@ -529,6 +552,19 @@ mod tests {
     }
 
     #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            query_string(&[
+                ("keyword", Some("rust & go".into())),
+                ("number", None),
+                ("category", Some("游戏".into())),
+            ]),
+            "?keyword=rust%20%26%20go&category=%E6%B8%B8%E6%88%8F"
+        );
+        assert_eq!(query_string(&[("limit", None)]), "");
+    }
+
+    #[test]
     fn path_segments_are_percent_encoded() {
         assert_eq!(encode_segment("abc-DEF_1.~"), "abc-DEF_1.~");
         assert_eq!(encode_segment("a/b c?"), "a%2Fb%20c%3F");
@@ -540,7 +576,7 @@ mod tests {
     }
 
     /// Serves one HTTP request with a canned answer and returns what was asked.
-    async fn one_shot_server(
+    pub(super) async fn one_shot_server(
         status: &'static str,
         body: &'static str,
     ) -> (String, tokio::task::JoinHandle<String>) {

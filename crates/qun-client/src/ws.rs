@@ -608,6 +608,7 @@ fn dispatch(
                 limit: None,
                 max: None,
                 field: None,
+                until: None,
             });
             return;
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::groups::model::JoinRequest;
 use crate::model::{FriendEntry, FriendRequest, StoredEvent};
 use crate::{ConversationId, PresenceState, Seq, SessionId, UserId};
 
@@ -32,6 +33,11 @@ pub enum LiveEvent {
         /// The former friend.
         user: UserId,
     },
+    /// A join application (to the group's owner and admins) or an invitation
+    /// (to the invitee).
+    JoinRequest(JoinRequest),
+    /// A join application or invitation was decided.
+    JoinRequestResolved(JoinRequest),
     /// The user's read position moved (for their other devices).
     Read {
         /// Conversation.

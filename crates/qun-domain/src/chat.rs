@@ -1,6 +1,7 @@
-//! Conversations: sending, recalling, history, read positions and unread counts.
-//! Every write is sequenced by the store in the transaction that stores it and
-//! fanned out only after it is durable.
+//! Conversations: sending, recalling, history, read positions and unread counts,
+//! for direct conversations and groups alike. Every write is sequenced by the
+//! store in the transaction that stores it and fanned out only after it is
+//! durable.
 
 use crate::bus::LiveEvent;
 use crate::model::{
@@ -17,10 +18,22 @@ impl Qun {
             .conversation(id)
             .await?
             .ok_or(Error::NotFound("conversation"))?;
-        if !conv.members.contains(&caller.user) {
+        let member = match conv.kind {
+            ConversationKind::Direct => conv.members.contains(&caller.user),
+            ConversationKind::Group(g) => self.store.member(g, caller.user).await?.is_some(),
+        };
+        if !member {
             return Err(Error::Forbidden(Denied::NotMember));
         }
         Ok(conv)
+    }
+
+    /// Everyone whose devices receive the conversation's events.
+    async fn recipients(&self, conv: &Conversation) -> Result<Vec<UserId>> {
+        match conv.kind {
+            ConversationKind::Direct => Ok(conv.members.clone()),
+            ConversationKind::Group(g) => self.store.member_ids(g).await,
+        }
     }
 
     /// The 1:1 conversation with a friend (it exists from the moment they
@@ -52,7 +65,7 @@ impl Qun {
         self.check_client_msg_id(client_msg_id)?;
         self.check_segments(&segments)?;
         let conv = self.conversation_for(caller, conversation).await?;
-        self.check_may_send(caller, &conv).await?;
+        self.check_may_send(caller, &conv, &segments).await?;
         let append = Append {
             conversation,
             sender: caller.user,
@@ -74,15 +87,23 @@ impl Qun {
                     recalled: false,
                 },
             };
-            self.deliver(conv.members, LiveEvent::Conversation(event))
-                .await;
+            let users = self.recipients(&conv).await?;
+            self.deliver(users, LiveEvent::Conversation(event)).await;
         }
         Ok(appended)
     }
 
-    async fn check_may_send(&self, caller: &Caller, conv: &Conversation) -> Result<()> {
+    async fn check_may_send(
+        &self,
+        caller: &Caller,
+        conv: &Conversation,
+        segments: &[Segment],
+    ) -> Result<()> {
         match conv.kind {
             ConversationKind::Direct => {
+                if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
+                    return Err(Error::invalid("segments", "@all is for groups"));
+                }
                 let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
                     return Err(Error::Forbidden(Denied::NotMember));
                 };
@@ -90,15 +111,31 @@ impl Qun {
                     return Err(Error::Forbidden(Denied::Blocked));
                 }
                 if self.store.friend(caller.user, peer).await?.is_none() {
-                    return Err(Error::Forbidden(Denied::NotFriends));
+                    // Not friends: only as a temporary session of group members.
+                    let peer_user = self
+                        .store
+                        .user(peer)
+                        .await?
+                        .ok_or(Error::NotFound("user"))?;
+                    return match self.check_temp_session(caller.user, &peer_user).await {
+                        Err(Error::Forbidden(Denied::NoSharedGroup)) => {
+                            Err(Error::Forbidden(Denied::NotFriends))
+                        }
+                        other => other,
+                    };
                 }
                 Ok(())
+            }
+            ConversationKind::Group(group) => {
+                self.check_may_send_in_group(caller, group, segments).await
             }
         }
     }
 
-    /// Recalls the caller's own message within the recall window. The recall is
-    /// itself an event of the conversation; repeating it returns the same ack.
+    /// Recalls a message. Authors recall their own within the recall window;
+    /// in groups, the owner and admins recall lower roles' messages (and their
+    /// own) at any time. The recall is itself an event of the conversation;
+    /// repeating it returns the same ack.
     pub async fn recall(
         &self,
         caller: &Caller,
@@ -114,18 +151,24 @@ impl Qun {
         if !matches!(target.body, EventBody::Message { .. }) {
             return Err(Error::Conflict("only messages can be recalled".into()));
         }
-        if target.sender != caller.user {
+        let moderator = match conv.kind {
+            ConversationKind::Group(g) => {
+                self.may_recall_in_group(caller, g, target.sender).await?
+            }
+            ConversationKind::Direct => false,
+        };
+        if !moderator && target.sender != caller.user {
             return Err(Error::Forbidden(Denied::NotAuthor));
         }
         let now = self.clock.now_ms();
         let window = self.config.recall_window_secs;
-        // The recall's own idempotency key: a retry finds the first recall.
-        let client_msg_id = format!("recall:{conversation}:{seq}");
-        if now - target.time > (window as i64) * 1000 {
+        if !moderator && now - target.time > (window as i64) * 1000 {
             return Err(Error::RecallWindowPassed {
                 window_secs: window,
             });
         }
+        // The recall's own idempotency key: a retry finds the first recall.
+        let client_msg_id = format!("recall:{conversation}:{seq}");
         let append = Append {
             conversation,
             sender: caller.user,
@@ -144,13 +187,15 @@ impl Qun {
                 time: appended.time,
                 body: EventBody::Recall { target: seq },
             };
-            self.deliver(conv.members, LiveEvent::Conversation(event))
-                .await;
+            let users = self.recipients(&conv).await?;
+            self.deliver(users, LiveEvent::Conversation(event)).await;
         }
         Ok(appended)
     }
 
     /// A page of history, ascending, and whether more exists in that direction.
+    /// In a group, a member reads from their join on unless the group shows
+    /// newcomers its full history.
     pub async fn history(
         &self,
         caller: &Caller,
@@ -169,28 +214,36 @@ impl Qun {
                 max: max as u64,
             });
         }
-        self.conversation_for(caller, conversation).await?;
+        let conv = self.conversation_for(caller, conversation).await?;
+        let first = match conv.kind {
+            ConversationKind::Group(g) => self.first_readable_seq(caller, g).await?,
+            ConversationKind::Direct => Seq(1),
+        };
         let range = match range {
-            HistoryRange::After(s) => EventRange::After(s, limit + 1),
+            HistoryRange::After(s) => EventRange::After(Seq(s.0.max(first.0 - 1)), limit + 1),
             HistoryRange::Before(s) => EventRange::Before(s, limit + 1),
-            HistoryRange::Latest => EventRange::Before(Seq(u64::MAX >> 1), limit + 1),
+            HistoryRange::Latest => EventRange::Before(Seq(i64::MAX as u64), limit + 1),
         };
         let mut events = self.store.events(conversation, range).await?;
-        let more = events.len() > limit as usize;
+        let mut more = events.len() > limit as usize;
         if more {
             match range {
-                EventRange::After(..) => {
-                    events.truncate(limit as usize);
-                }
+                EventRange::After(..) => events.truncate(limit as usize),
                 EventRange::Before(..) => {
                     events.remove(0);
                 }
             }
         }
+        if events.first().is_some_and(|e| e.seq < first) {
+            events.retain(|e| e.seq >= first);
+            if matches!(range, EventRange::Before(..)) {
+                more = false;
+            }
+        }
         Ok((events, more))
     }
 
-    /// The caller's conversations with unread counts.
+    /// The caller's conversations with unread and mention counts.
     pub async fn conversations(&self, caller: &Caller) -> Result<Vec<ConversationState>> {
         self.store.conversation_states(caller.user).await
     }
@@ -235,7 +288,10 @@ impl Qun {
                 max: max as u64,
             });
         }
-        if id.starts_with("recall:") || id.chars().any(char::is_control) {
+        if id.starts_with("recall:")
+            || id.starts_with("notice:")
+            || id.chars().any(char::is_control)
+        {
             return Err(Error::invalid(
                 "client_msg_id",
                 "reserved prefix or control characters",

@@ -49,6 +49,107 @@ pub struct Config {
     pub argon2_iterations: u32,
     /// First automatically assigned qun number.
     pub first_user_number: u64,
+    /// Groups: `[limits.groups]`.
+    pub groups: GroupLimits,
+}
+
+/// One rung of the group tier ladder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tier {
+    /// Display name.
+    pub name: String,
+    /// Member cap.
+    pub max_members: u32,
+    /// Admin cap.
+    pub max_admins: u32,
+    /// Group drive quota, bytes.
+    pub drive_quota_bytes: u64,
+    /// Album quota, bytes.
+    pub album_quota_bytes: u64,
+    /// Price in coins per day (the wallet charges it through the payment hook).
+    pub coins_per_day: u64,
+}
+
+/// Group limits and defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GroupLimits {
+    /// The tier ladder; new groups start on the first rung.
+    pub tiers: Vec<Tier>,
+    /// Most groups one user may own.
+    pub max_groups_owned: u32,
+    /// First automatically assigned group number.
+    pub first_group_number: u64,
+    /// Longest mute, seconds (QQ: 30 days).
+    pub max_mute_secs: u64,
+    /// @all messages per group per (UTC) day.
+    pub at_all_per_group_per_day: u32,
+    /// @all messages per owner or admin per group per day.
+    pub at_all_per_manager_per_day: u32,
+    /// Above this many members, read receipts give counts only.
+    pub receipts_list_max_members: u32,
+    /// Longest group name, characters.
+    pub max_name_chars: usize,
+    /// Longest introduction, characters.
+    pub max_intro_chars: usize,
+    /// Longest category or tag, characters.
+    pub max_tag_chars: usize,
+    /// Most tags.
+    pub max_tags: usize,
+    /// Longest group card, characters.
+    pub max_card_chars: usize,
+    /// Longest special title, characters.
+    pub max_title_chars: usize,
+    /// Longest join question, answer or request message, characters.
+    pub max_request_chars: usize,
+    /// Longest announcement title, characters.
+    pub max_announcement_title_chars: usize,
+    /// Longest announcement body, characters.
+    pub max_announcement_body_chars: usize,
+    /// Largest member-list page.
+    pub member_page_max: u32,
+    /// Longest invite-link lifetime, seconds.
+    pub max_invite_link_secs: u64,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        const GIB: u64 = 1 << 30;
+        let tier = |name: &str, max_members, max_admins, drive: u64, album: u64, coins| Tier {
+            name: name.into(),
+            max_members,
+            max_admins,
+            drive_quota_bytes: drive * GIB,
+            album_quota_bytes: album * GIB,
+            coins_per_day: coins,
+        };
+        GroupLimits {
+            tiers: vec![
+                tier("standard", 200, 10, 1, 1, 0),
+                tier("advanced", 500, 10, 2, 2, 0),
+                tier("senior", 1000, 15, 5, 3, 1),
+                tier("super", 2000, 20, 10, 5, 2),
+                tier("grand", 3000, 20, 20, 10, 3),
+            ],
+            max_groups_owned: 100,
+            first_group_number: 100_001,
+            max_mute_secs: 30 * 24 * 3600,
+            at_all_per_group_per_day: 10,
+            at_all_per_manager_per_day: 5,
+            receipts_list_max_members: 200,
+            max_name_chars: 30,
+            max_intro_chars: 500,
+            max_tag_chars: 16,
+            max_tags: 10,
+            max_card_chars: 30,
+            max_title_chars: 12,
+            max_request_chars: 100,
+            max_announcement_title_chars: 60,
+            max_announcement_body_chars: 2000,
+            member_page_max: 500,
+            max_invite_link_secs: 30 * 24 * 3600,
+        }
+    }
 }
 
 impl Default for Config {
@@ -75,6 +176,7 @@ impl Default for Config {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             first_user_number: 10001,
+            groups: GroupLimits::default(),
         }
     }
 }

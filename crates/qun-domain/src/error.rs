@@ -21,6 +21,20 @@ pub enum Denied {
     SelfTarget,
     /// Only the recipient of a request may answer it.
     NotRecipient,
+    /// The caller's role in the group does not allow this.
+    Role,
+    /// The caller is banned from the group.
+    Banned,
+    /// The group accepts no new members.
+    JoinClosed,
+    /// The group is joined by invitation only.
+    InviteOnly,
+    /// The other user refuses temporary sessions.
+    TempSessionRefused,
+    /// The two users share no group.
+    NoSharedGroup,
+    /// The group was dissolved and is read-only.
+    Dissolved,
 }
 
 impl fmt::Display for Denied {
@@ -32,6 +46,13 @@ impl fmt::Display for Denied {
             Denied::NotAuthor => "only the author may do this",
             Denied::SelfTarget => "you cannot do this to yourself",
             Denied::NotRecipient => "only the recipient may answer this request",
+            Denied::Role => "your role in this group does not allow this",
+            Denied::Banned => "you are banned from this group",
+            Denied::JoinClosed => "this group accepts no new members",
+            Denied::InviteOnly => "this group can be joined by invitation only",
+            Denied::TempSessionRefused => "this user does not accept temporary sessions",
+            Denied::NoSharedGroup => "you share no group with this user",
+            Denied::Dissolved => "this group was dissolved and is read-only",
         })
     }
 }
@@ -108,6 +129,12 @@ pub enum Error {
     /// Authentication failed.
     #[error("{0}")]
     Auth(AuthError),
+    /// The caller is muted in this group (`until` absent: the whole group is muted).
+    #[error("you are muted{}", until.map(|u| format!(" until {u} (ms since epoch)")).unwrap_or_else(|| " (the whole group is muted)".into()))]
+    Muted {
+        /// Until when, ms.
+        until: Option<i64>,
+    },
     /// The own-message recall window has passed.
     #[error("messages can be recalled only within {window_secs} s")]
     RecallWindowPassed {

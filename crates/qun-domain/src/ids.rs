@@ -55,3 +55,19 @@ impl std::fmt::Display for SessionId {
 
 /// The default friend category every user has ("My friends").
 pub const DEFAULT_CATEGORY: CategoryId = CategoryId(0);
+
+id_type!(
+    /// A group number.
+    GroupId
+);
+id_type!(
+    /// A join request or invitation of a group.
+    JoinRequestId
+);
+id_type!(
+    /// A group announcement.
+    AnnouncementId
+);
+
+/// The user id that a stored mention of everyone (@all) uses.
+pub const MENTION_ALL: UserId = UserId(0);

@@ -4,7 +4,7 @@
 //! and fan-out the [`Bus`] trait, each implemented by adapters that only the
 //! server binary wires together. Nothing here knows of HTTP, SQL, NATS or JSON.
 
-mod accounts;
+pub(crate) mod accounts;
 pub mod bus;
 mod chat;
 mod clock;
@@ -13,6 +13,7 @@ mod config;
 pub mod conformance;
 mod error;
 mod friends;
+pub mod groups;
 mod ids;
 pub mod model;
 mod presence;
@@ -21,8 +22,11 @@ pub mod store;
 
 pub use bus::{Bus, LocalBus, Notification, NotificationSink, RevokeReason};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::Config;
+pub use config::{Config, GroupLimits, Tier};
 pub use error::{AuthError, Denied, Error, Result};
+pub use groups::service::{
+    AtAllQuota, CreateGroup, FreeTiers, JoinOutcome, MemberDelta, Receipts, TierPayments,
+};
 pub use ids::*;
 pub use presence::PresenceState;
 pub use service::{Caller, HistoryRange, LoginInput, NewSession, Qun};

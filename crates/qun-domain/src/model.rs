@@ -23,6 +23,8 @@ pub struct User {
     pub created_at: i64,
     /// Likes received in total.
     pub likes: u64,
+    /// Whether members of shared groups who are not friends may message them.
+    pub accept_temp_sessions: bool,
 }
 
 /// A user to be created.
@@ -49,6 +51,8 @@ pub struct ProfileUpdate {
     pub signature: Option<String>,
     /// New avatar (`Some(None)` clears it).
     pub avatar: Option<Option<String>>,
+    /// Accept temporary sessions.
+    pub accept_temp_sessions: Option<bool>,
 }
 
 /// The kind of device of a session.
@@ -206,6 +210,8 @@ pub enum Segment {
         /// Who.
         user: UserId,
     },
+    /// A mention of every member (@all), limited by a daily quota.
+    MentionAll,
     /// A reply to an earlier message of the conversation.
     Reply {
         /// Its sequence number.
@@ -232,7 +238,10 @@ impl Segment {
     pub fn weight(&self) -> usize {
         match self {
             Segment::Text { text } => text.len(),
-            Segment::Face { .. } | Segment::Mention { .. } | Segment::Reply { .. } => 8,
+            Segment::Face { .. }
+            | Segment::Mention { .. }
+            | Segment::MentionAll
+            | Segment::Reply { .. } => 8,
             Segment::Image { file } => file.len() + 8,
             Segment::File { file, name, .. } => file.len() + name.len() + 16,
         }
@@ -242,8 +251,10 @@ impl Segment {
 /// The kind of a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversationKind {
-    /// Two users.
+    /// Two users (friends, or a temporary session between group members).
     Direct,
+    /// A group's conversation; its participants are the group's members.
+    Group(crate::GroupId),
 }
 
 /// A conversation and who takes part in it.
@@ -253,7 +264,8 @@ pub struct Conversation {
     pub id: ConversationId,
     /// Kind.
     pub kind: ConversationKind,
-    /// Participants.
+    /// Participants of a direct conversation; empty for a group (ask the
+    /// group's members instead).
     pub members: Vec<UserId>,
 }
 
@@ -268,6 +280,8 @@ pub enum AppendBody {
         /// The recalled message.
         target: Seq,
     },
+    /// A group notice (appended by `GroupStore::change_group`, not `append`).
+    Notice(crate::groups::model::Notice),
 }
 
 /// One write to a conversation's stream.
@@ -315,6 +329,8 @@ pub enum EventBody {
         /// The recalled message.
         target: Seq,
     },
+    /// A group notice.
+    Notice(crate::groups::model::Notice),
 }
 
 /// One event of a conversation, as stored.
@@ -360,6 +376,8 @@ pub struct ConversationState {
     pub read_seq: Seq,
     /// Messages by others after `read_seq`, not recalled.
     pub unread: u64,
+    /// Of those, the ones mentioning this participant or everyone.
+    pub mentions: u64,
     /// Time of the last event, ms (0 when empty).
     pub last_time: i64,
 }

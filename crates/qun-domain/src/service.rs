@@ -67,6 +67,7 @@ pub struct Qun {
     pub(crate) presence: PresenceRegistry,
     pub(crate) hash_permits: Semaphore,
     pub(crate) login_limits: LoginLimits,
+    pub(crate) payments: Arc<dyn crate::TierPayments>,
     next_conn: AtomicU64,
 }
 
@@ -87,8 +88,16 @@ impl Qun {
             config,
             clock,
             presence: PresenceRegistry::default(),
+            payments: Arc::new(crate::FreeTiers),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Charges group tier changes through `payments` (the wallet) instead of
+    /// leaving them free.
+    pub fn with_tier_payments(mut self, payments: Arc<dyn crate::TierPayments>) -> Self {
+        self.payments = payments;
+        self
     }
 
     /// The configuration in force.

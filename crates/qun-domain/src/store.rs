@@ -4,14 +4,17 @@
 
 use async_trait::async_trait;
 
+pub use crate::groups::store::{DailyCounter, GroupStore};
 use crate::model::*;
 use crate::{CategoryId, ConversationId, FriendRequestId, Result, Seq, SessionId, UserId};
 
 /// The system of record. Errors: `NotFound`, `Conflict`, `LimitReached` as
 /// documented per method; `Unavailable` when the backend cannot serve (nothing
-/// applied); `Internal` otherwise.
+/// applied); `Internal` otherwise. Ids above `i64::MAX` name nothing stored:
+/// lookups find nothing or answer `NotFound`.
+/// Groups' storage is the supertrait [`GroupStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: GroupStore {
     // --- accounts -------------------------------------------------------
     /// Creates a user with the chosen number (`Conflict` if taken) or the next
     /// free number counting upward from `first_number`, never reusing one.
@@ -108,7 +111,15 @@ pub trait Store: Send + Sync + 'static {
     // --- conversations --------------------------------------------------
     /// The direct conversation of two users, if it exists.
     async fn direct_conversation(&self, a: UserId, b: UserId) -> Result<Option<ConversationId>>;
-    /// A conversation with its members.
+    /// The direct conversation of two users, created if missing (temporary
+    /// sessions between members of a shared group).
+    async fn ensure_direct_conversation(
+        &self,
+        a: UserId,
+        b: UserId,
+        at: i64,
+    ) -> Result<ConversationId>;
+    /// A conversation with its members (for groups: the kind, no members).
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>>;
     /// Appends an event in one durable transaction: the next sequence number of
     /// the conversation (gap-free, never reused) is assigned in the same
@@ -117,8 +128,12 @@ pub trait Store: Send + Sync + 'static {
     /// append's result with `duplicate: true` (`Conflict` if it was used in
     /// another conversation). A recall marks its target recalled and clears its
     /// content, in the same transaction (`Conflict` if the target is not a
-    /// message or is already recalled, `NotFound` if absent). Returns only once
-    /// the write is durable.
+    /// message or is already recalled, `NotFound` if absent). A message's
+    /// mentions (`Mention`, and `MentionAll` as user 0) are indexed for the
+    /// mention counts; in a group, the sender's message count and last-spoke
+    /// time are updated in the same transaction (one row, whatever the member
+    /// count). `Notice` bodies are refused (`Invalid`): they come from
+    /// `GroupStore::change_group`. Returns only once the write is durable.
     async fn append(&self, append: Append) -> Result<Appended>;
     /// One event.
     async fn event(&self, conversation: ConversationId, seq: Seq) -> Result<Option<StoredEvent>>;
@@ -128,8 +143,10 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
         range: EventRange,
     ) -> Result<Vec<StoredEvent>>;
-    /// The user's conversations with last sequence, read position and unread
-    /// count, most recently active first.
+    /// The user's conversations (direct, and groups they are a member of) with
+    /// last sequence, read position, unread and mention counts, most recently
+    /// active first. A new group member's read position starts at their join
+    /// notice.
     async fn conversation_states(&self, user: UserId) -> Result<Vec<ConversationState>>;
     /// One conversation's state for a participant.
     async fn conversation_state(

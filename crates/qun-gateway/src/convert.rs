@@ -60,6 +60,7 @@ pub fn segments_in(segments: Vec<w::Segment>) -> Vec<dm::Segment> {
             w::Segment::Mention { user } => dm::Segment::Mention {
                 user: d::UserId(user.0),
             },
+            w::Segment::MentionAll => dm::Segment::MentionAll,
             w::Segment::Reply { seq } => dm::Segment::Reply { seq: d::Seq(seq.0) },
             w::Segment::Image { file } => dm::Segment::Image { file },
             w::Segment::File { file, name, size } => dm::Segment::File { file, name, size },
@@ -76,6 +77,7 @@ fn segments(segments: &[dm::Segment]) -> Vec<w::Segment> {
             dm::Segment::Mention { user } => w::Segment::Mention {
                 user: w::UserId(user.0),
             },
+            dm::Segment::MentionAll => w::Segment::MentionAll,
             dm::Segment::Reply { seq } => w::Segment::Reply { seq: w::Seq(seq.0) },
             dm::Segment::Image { file } => w::Segment::Image { file },
             dm::Segment::File { file, name, size } => w::Segment::File { file, name, size },
@@ -117,6 +119,14 @@ pub fn event(e: &dm::StoredEvent) -> w::ConversationEvent {
             target_seq: w::Seq(target.0),
             by: w::UserId(e.sender.0),
             time: e.time,
+        }),
+        EventBody::Notice(n) => w::ConversationEvent::Notice(w::NoticeView {
+            conversation,
+            seq: w::Seq(e.seq.0),
+            message_id: w::MessageId(e.message_id.0),
+            by: w::UserId(e.sender.0),
+            time: e.time,
+            notice: crate::convert_groups::notice(n),
         }),
     }
 }
@@ -186,8 +196,14 @@ pub fn conversation(c: &dm::ConversationState) -> w::ConversationView {
         conversation: w::ConversationId(c.id.0),
         kind: match c.kind {
             dm::ConversationKind::Direct => w::ConversationKind::Direct,
+            dm::ConversationKind::Group(_) => w::ConversationKind::Group,
         },
         peer: c.peer.map(|p| w::UserId(p.0)),
+        group: match c.kind {
+            dm::ConversationKind::Group(g) => Some(w::GroupId(g.0)),
+            dm::ConversationKind::Direct => None,
+        },
+        mentions: c.mentions,
         last_seq: w::Seq(c.last_seq.0),
         read_seq: w::Seq(c.read_seq.0),
         unread: c.unread,
@@ -208,6 +224,10 @@ pub fn live_event(e: &LiveEvent) -> w::Event {
         LiveEvent::FriendRemoved { user } => w::Event::FriendRemoved {
             user_id: w::UserId(user.0),
         },
+        LiveEvent::JoinRequest(r) => w::Event::JoinRequest(crate::convert_groups::join_request(r)),
+        LiveEvent::JoinRequestResolved(r) => {
+            w::Event::JoinRequestResolved(crate::convert_groups::join_request(r))
+        }
         LiveEvent::Read {
             conversation,
             read_seq,

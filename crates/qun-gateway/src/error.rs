@@ -28,6 +28,7 @@ impl ApiError {
                 limit: None,
                 max: None,
                 field: None,
+                until: None,
             },
         }
     }
@@ -54,6 +55,13 @@ impl From<Error> for ApiError {
                     Denied::NotMember => codes::NOT_A_MEMBER,
                     Denied::NotFriends => codes::NOT_FRIENDS,
                     Denied::Blocked => codes::BLOCKED,
+                    Denied::Role => codes::INSUFFICIENT_ROLE,
+                    Denied::Banned => codes::BANNED,
+                    Denied::JoinClosed => codes::JOIN_CLOSED,
+                    Denied::InviteOnly => codes::INVITE_ONLY,
+                    Denied::TempSessionRefused => codes::TEMP_SESSION_REFUSED,
+                    Denied::NoSharedGroup => codes::NO_SHARED_GROUP,
+                    Denied::Dissolved => codes::GROUP_DISSOLVED,
                     Denied::NotAuthor | Denied::SelfTarget | Denied::NotRecipient => {
                         codes::FORBIDDEN
                     }
@@ -71,6 +79,7 @@ impl From<Error> for ApiError {
                 AuthError::Revoked => (StatusCode::UNAUTHORIZED, codes::SESSION_REVOKED),
                 AuthError::Disabled => (StatusCode::FORBIDDEN, codes::ACCOUNT_DISABLED),
             },
+            Error::Muted { .. } => (StatusCode::FORBIDDEN, codes::MUTED),
             Error::RecallWindowPassed { .. } => {
                 (StatusCode::FORBIDDEN, codes::RECALL_WINDOW_PASSED)
             }
@@ -98,6 +107,7 @@ impl From<Error> for ApiError {
             Error::RateLimited { retry_after_secs } => {
                 api.body.retry_after_secs = Some(retry_after_secs)
             }
+            Error::Muted { until } => api.body.until = until,
             _ => {}
         }
         api

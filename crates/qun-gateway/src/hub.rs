@@ -50,6 +50,16 @@ impl CloseReason {
         code: close::FRAME_TOO_LARGE,
         reason: "frame_too_large",
     };
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_PAYLOAD: CloseReason = CloseReason {
+        code: 1007,
+        reason: "invalid_utf8",
+    };
+    /// The client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason {
+        code: 1002,
+        reason: "protocol_error",
+    };
     /// The client went away; nothing is wrong.
     pub const NORMAL: CloseReason = CloseReason {
         code: 1000,

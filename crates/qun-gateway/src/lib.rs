@@ -5,11 +5,13 @@
 //! [`AppState`] and calls [`serve`].
 
 mod convert;
+mod convert_groups;
 mod error;
 mod extract;
 mod hub;
 mod openapi;
 mod rest;
+mod rest_groups;
 mod ws;
 
 use std::future::Future;
@@ -132,6 +134,69 @@ pub fn router(state: AppState) -> Router {
             post(rest::recall),
         )
         .route("/conversations/{id}/read", put(rest::mark_read))
+        .route(
+            "/groups",
+            post(rest_groups::create).get(rest_groups::search),
+        )
+        .route("/groups/mine", get(rest_groups::mine))
+        .route(
+            "/groups/{id}",
+            get(rest_groups::get)
+                .patch(rest_groups::update)
+                .delete(rest_groups::dissolve),
+        )
+        .route("/groups/{id}/tier", put(rest_groups::tier))
+        .route("/groups/{id}/transfer", post(rest_groups::transfer))
+        .route("/groups/{id}/mute", put(rest_groups::mute_all))
+        .route("/groups/{id}/join", post(rest_groups::join))
+        .route("/groups/{id}/leave", post(rest_groups::leave))
+        .route("/groups/{id}/members", get(rest_groups::members))
+        .route(
+            "/groups/{id}/members/changes",
+            get(rest_groups::member_changes),
+        )
+        .route("/groups/{id}/members/me", get(rest_groups::me))
+        .route("/groups/{id}/members/{user}/kick", post(rest_groups::kick))
+        .route("/groups/{id}/members/{user}/mute", put(rest_groups::mute))
+        .route("/groups/{id}/members/{user}/role", put(rest_groups::role))
+        .route("/groups/{id}/members/{user}/title", put(rest_groups::title))
+        .route("/groups/{id}/members/{user}/card", put(rest_groups::card))
+        .route("/groups/{id}/bans/{user}", delete(rest_groups::unban))
+        .route("/groups/{id}/invitations", post(rest_groups::invite))
+        .route("/groups/{id}/invite-links", post(rest_groups::create_link))
+        .route("/invite-links/{code}/join", post(rest_groups::join_link))
+        .route(
+            "/groups/{id}/join-requests",
+            get(rest_groups::join_requests),
+        )
+        .route("/join-requests/mine", get(rest_groups::my_join_requests))
+        .route("/join-requests/{id}/review", post(rest_groups::review))
+        .route("/join-requests/{id}/answer", post(rest_groups::answer))
+        .route(
+            "/groups/{id}/announcements",
+            get(rest_groups::announcements).post(rest_groups::announce),
+        )
+        .route(
+            "/groups/{id}/announcements/{aid}",
+            put(rest_groups::edit_announcement).delete(rest_groups::delete_announcement),
+        )
+        .route(
+            "/groups/{id}/announcements/{aid}/confirm",
+            post(rest_groups::confirm),
+        )
+        .route(
+            "/groups/{id}/announcements/{aid}/confirmations",
+            get(rest_groups::confirmations),
+        )
+        .route("/groups/{id}/essence", get(rest_groups::essences))
+        .route(
+            "/groups/{id}/essence/{seq}",
+            put(rest_groups::set_essence).delete(rest_groups::unset_essence),
+        )
+        .route("/groups/{id}/receipts/{seq}", get(rest_groups::receipts))
+        .route("/groups/{id}/honours", get(rest_groups::honours))
+        .route("/groups/{id}/at-all-quota", get(rest_groups::at_all_quota))
+        .route("/temp-sessions", post(rest_groups::temp_session))
         .route("/ws", get(ws::upgrade))
         .route("/openapi.json", get(openapi_handler));
     Router::new()

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use crate::convert;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiJsonOrDefault, ApiPath, ApiQuery, Auth};
 use crate::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -128,6 +128,7 @@ pub async fn update_profile(
         avatar: body
             .avatar
             .map(|a| if a.is_empty() { None } else { Some(a) }),
+        accept_temp_sessions: body.accept_temp_sessions,
     };
     let user = app.qun.update_profile(&caller, update).await?;
     Ok(Json(convert::profile(&user)))
@@ -246,7 +247,7 @@ pub async fn accept_friend(
     State(app): State<AppState>,
     Auth(caller): Auth,
     ApiPath(id): ApiPath<u64>,
-    ApiJson(body): ApiJson<w::AcceptFriendRequest>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<w::AcceptFriendRequest>,
 ) -> ApiResult<Json<w::FriendView>> {
     let category = body.category.map(|c| d::CategoryId(c.0));
     let entry = app

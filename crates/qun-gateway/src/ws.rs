@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,7 +39,17 @@ const KNOWN_TYPES: &[&str] = &[
 ];
 
 /// `GET /api/v1/ws`: upgrades with buffers sized for many idle connections.
-pub(crate) async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(app): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(r) => {
+            let msg = format!("a WebSocket upgrade is required here: {}", r.body_text());
+            return ApiError::new(r.status(), codes::INVALID_FIELD, msg).into_response();
+        }
+    };
     if app.hub.is_shutting_down() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -167,12 +178,11 @@ async fn read_loop(
                     None => break,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "socket read failed");
-                        let too_large = e
-                            .into_inner()
-                            .downcast::<tungstenite::Error>()
-                            .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)));
-                        if too_large {
-                            handle.close(CloseReason::FRAME_TOO_LARGE);
+                        match e.into_inner().downcast::<tungstenite::Error>().map(|e| *e) {
+                            Ok(tungstenite::Error::Capacity(_)) => handle.close(CloseReason::FRAME_TOO_LARGE),
+                            Ok(tungstenite::Error::Utf8(_)) => handle.close(CloseReason::INVALID_PAYLOAD),
+                            Ok(tungstenite::Error::Protocol(_)) => handle.close(CloseReason::PROTOCOL_ERROR),
+                            _ => {}
                         }
                         break;
                     }
@@ -253,6 +263,13 @@ struct Head {
 
 /// Parses a request frame, saying precisely what is wrong with a bad one.
 fn parse_request(text: &str) -> Result<(Option<String>, Request), (Option<String>, ApiError)> {
+    // serde would read an array as a struct; a frame must be an object.
+    if text.trim_start().as_bytes().first() != Some(&b'{') {
+        return Err((
+            None,
+            ApiError::invalid_json("a frame must be a JSON object"),
+        ));
+    }
     let head: Head = serde_json::from_str(text).map_err(|e| {
         (
             None,

@@ -9,8 +9,8 @@ use crate::error::{conflict, corrupt, not_found, Outcome};
 /// The counter row holding the last automatically assigned number.
 const USER_NUMBER_COUNTER: &str = "last_auto_user_number";
 
-const USER_COLUMNS: &str =
-    "id, nickname, signature, avatar, password_hash, disabled, created_at, likes";
+const USER_COLUMNS: &str = "id, nickname, signature, avatar, password_hash, disabled, created_at, \
+                            likes, accept_temp_sessions";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -22,6 +22,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         disabled: row.get(5)?,
         created_at: row.get(6)?,
         likes: row.get(7)?,
+        accept_temp_sessions: row.get(8)?,
     })
 }
 
@@ -120,6 +121,10 @@ pub(crate) fn update_profile(conn: &Connection, id: UserId, update: &ProfileUpda
     if let Some(avatar) = &update.avatar {
         conn.prepare_cached("UPDATE users SET avatar = ?2 WHERE id = ?1")?
             .execute(params![id.0, avatar])?;
+    }
+    if let Some(accept) = update.accept_temp_sessions {
+        conn.prepare_cached("UPDATE users SET accept_temp_sessions = ?2 WHERE id = ?1")?
+            .execute(params![id.0, accept])?;
     }
     Ok(())
 }

@@ -65,10 +65,8 @@ pub(crate) fn map_sqlite(e: rusqlite::Error) -> Error {
                 _ => Error::Internal(format!("sqlite: {text}")),
             }
         }
-        // Numbers beyond SQLite's signed 64-bit range can name nothing stored.
-        rusqlite::Error::ToSqlConversionFailure(_) => {
-            Error::invalid("number", "out of the storable range")
-        }
+        // Numbers beyond SQLite's signed 64-bit range name nothing stored.
+        rusqlite::Error::ToSqlConversionFailure(_) => Error::NotFound("id"),
         _ => Error::Internal(format!("sqlite: {e}")),
     }
 }

@@ -14,6 +14,7 @@ mod accounts;
 mod conversations;
 mod error;
 mod friends;
+mod groups;
 mod readers;
 mod schema;
 mod writer;
@@ -24,9 +25,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use qun_domain::groups::model::*;
 use qun_domain::model::*;
+use qun_domain::store::{DailyCounter, GroupStore};
 use qun_domain::{
-    CategoryId, ConversationId, Error, FriendRequestId, Result, Seq, SessionId, Store, UserId,
+    AnnouncementId, CategoryId, ConversationId, Error, FriendRequestId, GroupId, JoinRequestId,
+    Result, Seq, SessionId, Store, UserId,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -349,6 +353,16 @@ impl Store for SqliteStore {
         self.read(move |c| conversations::direct(c, a, b)).await
     }
 
+    async fn ensure_direct_conversation(
+        &self,
+        a: UserId,
+        b: UserId,
+        at: i64,
+    ) -> Result<ConversationId> {
+        self.write(move |c| conversations::find_or_create_direct(c, a, b, at))
+            .await
+    }
+
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
         self.read(move |c| conversations::conversation(c, id)).await
     }
@@ -386,6 +400,180 @@ impl Store for SqliteStore {
 
     async fn mark_read(&self, user: UserId, conversation: ConversationId, seq: Seq) -> Result<Seq> {
         self.write(move |c| conversations::mark_read(c, user, conversation, seq))
+            .await
+    }
+}
+
+#[async_trait]
+impl GroupStore for SqliteStore {
+    async fn create_group(&self, group: NewGroup) -> Result<Group> {
+        self.write(move |c| groups::change::create_group(c, &group))
+            .await
+    }
+
+    async fn group(&self, id: GroupId) -> Result<Option<Group>> {
+        self.read(move |c| groups::group(c, id)).await
+    }
+
+    async fn group_of_conversation(&self, conversation: ConversationId) -> Result<Option<GroupId>> {
+        self.read(move |c| groups::group_of_conversation(c, conversation))
+            .await
+    }
+
+    async fn change_group(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        change: GroupChange,
+        notice: Notice,
+        time: i64,
+    ) -> Result<GroupChanged> {
+        self.write(move |c| groups::change::change_group(c, group, actor, &change, &notice, time))
+            .await
+    }
+
+    async fn member(&self, group: GroupId, user: UserId) -> Result<Option<Member>> {
+        self.read(move |c| groups::member(c, group, user)).await
+    }
+
+    async fn members(&self, group: GroupId, after: UserId, limit: u32) -> Result<Vec<Member>> {
+        self.read(move |c| groups::members(c, group, after, limit))
+            .await
+    }
+
+    async fn member_ids(&self, group: GroupId) -> Result<Vec<UserId>> {
+        self.read(move |c| groups::member_ids(c, group)).await
+    }
+
+    async fn managers(&self, group: GroupId) -> Result<Vec<UserId>> {
+        self.read(move |c| groups::managers(c, group)).await
+    }
+
+    async fn member_changes(&self, group: GroupId, since: u64) -> Result<Vec<MemberChange>> {
+        self.read(move |c| groups::member_changes(c, group, since))
+            .await
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupId>> {
+        self.read(move |c| groups::groups_of(c, user)).await
+    }
+
+    async fn share_group(&self, a: UserId, b: UserId) -> Result<bool> {
+        self.read(move |c| groups::share_group(c, a, b)).await
+    }
+
+    async fn is_banned(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.read(move |c| groups::joins::is_banned(c, group, user))
+            .await
+    }
+
+    async fn unban(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.write(move |c| groups::joins::unban(c, group, user))
+            .await
+    }
+
+    async fn create_join_request(&self, request: NewJoinRequest) -> Result<JoinRequest> {
+        self.write(move |c| groups::joins::create_join_request(c, &request))
+            .await
+    }
+
+    async fn join_request(&self, id: JoinRequestId) -> Result<Option<JoinRequest>> {
+        self.read(move |c| groups::joins::join_request(c, id)).await
+    }
+
+    async fn pending_applications(&self, group: GroupId) -> Result<Vec<JoinRequest>> {
+        self.read(move |c| groups::joins::pending_applications(c, group))
+            .await
+    }
+
+    async fn user_join_requests(&self, user: UserId) -> Result<Vec<JoinRequest>> {
+        self.read(move |c| groups::joins::user_join_requests(c, user))
+            .await
+    }
+
+    async fn close_join_request(
+        &self,
+        id: JoinRequestId,
+        status: RequestStatus,
+        reviewer: Option<UserId>,
+        reason: Option<String>,
+    ) -> Result<JoinRequest> {
+        self.write(move |c| {
+            groups::joins::close_join_request(c, id, status, reviewer, reason.as_deref())
+        })
+        .await
+    }
+
+    async fn create_invite_link(&self, link: InviteLink) -> Result<()> {
+        self.write(move |c| groups::joins::create_invite_link(c, &link))
+            .await
+    }
+
+    async fn invite_link(&self, code: &str) -> Result<Option<InviteLink>> {
+        let code = code.to_owned();
+        self.read(move |c| groups::joins::invite_link(c, &code))
+            .await
+    }
+
+    async fn announcements(&self, group: GroupId) -> Result<Vec<Announcement>> {
+        self.read(move |c| groups::content::announcements(c, group))
+            .await
+    }
+
+    async fn announcement(&self, id: AnnouncementId) -> Result<Option<Announcement>> {
+        self.read(move |c| groups::content::announcement(c, id))
+            .await
+    }
+
+    async fn confirm_announcement(&self, id: AnnouncementId, user: UserId, at: i64) -> Result<()> {
+        self.write(move |c| groups::content::confirm_announcement(c, id, user, at))
+            .await
+    }
+
+    async fn confirmations(&self, id: AnnouncementId) -> Result<Vec<(UserId, i64)>> {
+        self.read(move |c| groups::content::confirmations(c, id))
+            .await
+    }
+
+    async fn essences(&self, group: GroupId) -> Result<Vec<Essence>> {
+        self.read(move |c| groups::content::essences(c, group))
+            .await
+    }
+
+    async fn consume_daily(&self, counters: &[DailyCounter], day: i64) -> Result<Vec<u32>> {
+        let counters = counters.to_vec();
+        self.write(move |c| groups::content::consume_daily(c, &counters, day))
+            .await
+    }
+
+    async fn daily_count(&self, key: &str, day: i64) -> Result<u32> {
+        let key = key.to_owned();
+        self.read(move |c| groups::content::daily_count(c, &key, day))
+            .await
+    }
+
+    async fn search_groups(&self, search: GroupSearch) -> Result<Vec<Group>> {
+        self.read(move |c| groups::search(c, &search)).await
+    }
+
+    async fn readers(
+        &self,
+        conversation: ConversationId,
+        seq: Seq,
+        list: bool,
+    ) -> Result<(u64, Vec<UserId>)> {
+        self.read(move |c| groups::readers(c, conversation, seq, list))
+            .await
+    }
+
+    async fn top_senders(
+        &self,
+        conversation: ConversationId,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(UserId, u64)>> {
+        self.read(move |c| groups::top_senders(c, conversation, from_ms, to_ms, limit))
             .await
     }
 }

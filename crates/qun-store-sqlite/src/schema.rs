@@ -12,17 +12,19 @@ use crate::error::map_sqlite;
 
 /// Migration scripts; number `i + 1` is `MIGRATIONS[i]`.
 pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: accounts, sessions, friends, conversations and their events.
+    // 1: accounts, sessions, friends, groups, conversations and their events.
+    // qun has not been released yet, so this script still grows in place.
     r#"
     CREATE TABLE users (
-        id            INTEGER PRIMARY KEY,   -- the qun number
-        nickname      TEXT    NOT NULL,
-        signature     TEXT    NOT NULL DEFAULT '',
-        avatar        TEXT,
-        password_hash TEXT    NOT NULL,
-        disabled      INTEGER NOT NULL DEFAULT 0,
-        created_at    INTEGER NOT NULL,
-        likes         INTEGER NOT NULL DEFAULT 0
+        id                   INTEGER PRIMARY KEY,   -- the qun number
+        nickname             TEXT    NOT NULL,
+        signature            TEXT    NOT NULL DEFAULT '',
+        avatar               TEXT,
+        password_hash        TEXT    NOT NULL,
+        disabled             INTEGER NOT NULL DEFAULT 0,
+        created_at           INTEGER NOT NULL,
+        likes                INTEGER NOT NULL DEFAULT 0,
+        accept_temp_sessions INTEGER NOT NULL DEFAULT 1
     );
 
     -- Named counters, e.g. the last automatically assigned user number.
@@ -66,16 +68,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 
     CREATE TABLE conversations (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind       TEXT    NOT NULL CHECK (kind IN ('direct')),
+        kind       TEXT    NOT NULL CHECK (kind IN ('direct', 'group')),
         -- For direct conversations, the two users, smaller number first.
         direct_lo  INTEGER REFERENCES users (id),
         direct_hi  INTEGER REFERENCES users (id),
+        -- For group conversations, the group (no foreign key: the group row
+        -- refers to its conversation and is inserted after it).
+        group_id   INTEGER UNIQUE,
         last_seq   INTEGER NOT NULL DEFAULT 0,
         last_time  INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL,
-        UNIQUE (direct_lo, direct_hi)
+        UNIQUE (direct_lo, direct_hi),
+        CHECK ((kind = 'direct') = (group_id IS NULL))
     );
 
+    -- Participants of a conversation with their read positions: both users of
+    -- a direct conversation, every member of a group.
     CREATE TABLE members (
         conversation INTEGER NOT NULL REFERENCES conversations (id),
         user_id      INTEGER NOT NULL REFERENCES users (id),
@@ -110,22 +118,164 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (from_user, to_user, day)
     ) WITHOUT ROWID;
 
-    -- Every event of every conversation; the row id is the message id.
+    -- Every event of every conversation; the row id is the message id. The
+    -- sender has no foreign key: a notice by a server administrator is sent
+    -- by user 0.
     CREATE TABLE events (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
         conversation  INTEGER NOT NULL REFERENCES conversations (id),
         seq           INTEGER NOT NULL,
-        sender        INTEGER NOT NULL REFERENCES users (id),
+        sender        INTEGER NOT NULL,
         client_msg_id TEXT    NOT NULL,
         time          INTEGER NOT NULL,
-        kind          TEXT    NOT NULL CHECK (kind IN ('message', 'recall')),
-        segments      TEXT    NOT NULL DEFAULT '[]',   -- JSON array of segments
+        kind          TEXT    NOT NULL CHECK (kind IN ('message', 'recall', 'notice')),
+        -- JSON: a message's array of segments, or a notice.
+        content       TEXT    NOT NULL DEFAULT '[]',
         target        INTEGER,                         -- a recall's target seq
         recalled      INTEGER NOT NULL DEFAULT 0
     );
     CREATE UNIQUE INDEX events_by_seq ON events (conversation, seq);
-    -- Idempotency: a sender's client message id is stored once.
-    CREATE UNIQUE INDEX events_by_client_id ON events (sender, client_msg_id);
+    -- Idempotency: a sender's client message id is stored once. Notices carry
+    -- generated ids outside of it, so no client id can collide with one.
+    CREATE UNIQUE INDEX events_by_client_id
+        ON events (sender, client_msg_id) WHERE kind <> 'notice';
+
+    -- Who each message mentions (user 0: everyone), for mention counts.
+    CREATE TABLE mentions (
+        conversation INTEGER NOT NULL,
+        user_id      INTEGER NOT NULL,
+        seq          INTEGER NOT NULL,
+        PRIMARY KEY (conversation, user_id, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE groups (
+        id                 INTEGER PRIMARY KEY,   -- the group number
+        conversation       INTEGER NOT NULL UNIQUE REFERENCES conversations (id),
+        name               TEXT    NOT NULL,
+        intro              TEXT    NOT NULL,
+        avatar             TEXT,
+        category           TEXT    NOT NULL,
+        tags               TEXT    NOT NULL DEFAULT '[]',   -- JSON array of strings
+        listed             INTEGER NOT NULL,
+        tier               INTEGER NOT NULL,
+        owner              INTEGER NOT NULL REFERENCES users (id),
+        join_mode          TEXT    NOT NULL CHECK (join_mode IN
+            ('open', 'approval', 'question', 'question_auto', 'invite_only', 'closed')),
+        join_question      TEXT,
+        join_answer        TEXT,
+        members_may_invite INTEGER NOT NULL,
+        history            TEXT    NOT NULL CHECK (history IN ('from_join', 'full')),
+        muted              INTEGER NOT NULL DEFAULT 0,
+        member_count       INTEGER NOT NULL,
+        member_version     INTEGER NOT NULL,
+        created_at         INTEGER NOT NULL,
+        dissolved_at       INTEGER
+    );
+    CREATE INDEX groups_by_owner ON groups (owner) WHERE dissolved_at IS NULL;
+    CREATE INDEX groups_by_category ON groups (category) WHERE dissolved_at IS NULL;
+
+    CREATE TABLE group_members (
+        group_id         INTEGER NOT NULL REFERENCES groups (id),
+        user_id          INTEGER NOT NULL REFERENCES users (id),
+        role             TEXT    NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+        card             TEXT,
+        title            TEXT,
+        title_expires_at INTEGER,
+        joined_at        INTEGER NOT NULL,
+        join_seq         INTEGER NOT NULL,
+        last_spoke_at    INTEGER,
+        messages         INTEGER NOT NULL DEFAULT 0,
+        muted_until      INTEGER,
+        inviter          INTEGER,
+        approver         INTEGER,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_members_by_user ON group_members (user_id);
+    CREATE INDEX group_members_by_role ON group_members (group_id, role);
+
+    -- The latest change of each member entry, for incremental member lists.
+    CREATE TABLE group_member_changes (
+        group_id INTEGER NOT NULL REFERENCES groups (id),
+        user_id  INTEGER NOT NULL,
+        version  INTEGER NOT NULL,
+        removed  INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_member_changes_by_version ON group_member_changes (group_id, version);
+
+    CREATE TABLE group_bans (
+        group_id INTEGER NOT NULL REFERENCES groups (id),
+        user_id  INTEGER NOT NULL,
+        by_user  INTEGER NOT NULL,
+        at       INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE join_requests (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id   INTEGER NOT NULL REFERENCES groups (id),
+        user_id    INTEGER NOT NULL REFERENCES users (id),
+        kind       TEXT    NOT NULL CHECK (kind IN ('application', 'invitation')),
+        message    TEXT    NOT NULL,
+        answer     TEXT,
+        inviter    INTEGER,
+        status     TEXT    NOT NULL CHECK (status IN ('pending', 'accepted', 'refused')),
+        reviewer   INTEGER,
+        reason     TEXT,
+        created_at INTEGER NOT NULL
+    );
+    -- At most one pending request of each kind per user and group.
+    CREATE UNIQUE INDEX join_requests_pending
+        ON join_requests (group_id, user_id, kind) WHERE status = 'pending';
+    CREATE INDEX join_requests_pending_by_user
+        ON join_requests (user_id) WHERE status = 'pending';
+
+    CREATE TABLE invite_links (
+        code       TEXT    PRIMARY KEY,
+        group_id   INTEGER NOT NULL REFERENCES groups (id),
+        creator    INTEGER NOT NULL,
+        expires_at INTEGER,
+        max_uses   INTEGER,
+        uses       INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE announcements (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id        INTEGER NOT NULL REFERENCES groups (id),
+        author          INTEGER NOT NULL,
+        title           TEXT    NOT NULL,
+        body            TEXT    NOT NULL,
+        pinned          INTEGER NOT NULL,
+        require_confirm INTEGER NOT NULL,
+        entrance        INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        edited_at       INTEGER
+    );
+    CREATE INDEX announcements_by_group ON announcements (group_id);
+
+    CREATE TABLE announcement_confirmations (
+        announcement INTEGER NOT NULL REFERENCES announcements (id) ON DELETE CASCADE,
+        user_id      INTEGER NOT NULL,
+        at           INTEGER NOT NULL,
+        PRIMARY KEY (announcement, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE essences (
+        group_id INTEGER NOT NULL REFERENCES groups (id),
+        seq      INTEGER NOT NULL,
+        by_user  INTEGER NOT NULL,
+        at       INTEGER NOT NULL,
+        PRIMARY KEY (group_id, seq)
+    ) WITHOUT ROWID;
+
+    -- Per-day usage counters (e.g. @all per group per day).
+    CREATE TABLE daily_counters (
+        key   TEXT    NOT NULL,
+        day   INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (key, day)
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -35,6 +35,22 @@ pub const NOT_A_MEMBER: &str = "not_a_member";
 pub const NOT_FRIENDS: &str = "not_friends";
 /// One of the two users has blacklisted the other.
 pub const BLOCKED: &str = "blocked";
+/// The caller's role in the group does not allow this.
+pub const INSUFFICIENT_ROLE: &str = "insufficient_role";
+/// The caller is muted in the group (`until` says until when).
+pub const MUTED: &str = "muted";
+/// The caller is banned from the group.
+pub const BANNED: &str = "banned";
+/// The group accepts no new members.
+pub const JOIN_CLOSED: &str = "join_closed";
+/// The group is joined by invitation only.
+pub const INVITE_ONLY: &str = "invite_only";
+/// The other user refuses temporary sessions.
+pub const TEMP_SESSION_REFUSED: &str = "temp_session_refused";
+/// The two users share no group.
+pub const NO_SHARED_GROUP: &str = "no_shared_group";
+/// The group was dissolved and is read-only.
+pub const GROUP_DISSOLVED: &str = "group_dissolved";
 /// The state does not allow this (already friends, already recalled...).
 pub const CONFLICT: &str = "conflict";
 /// The recall window for one's own messages has passed.

@@ -24,6 +24,9 @@ pub struct ErrorBody {
     /// For `invalid_field`: the offending field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `muted`: until when, ms since the epoch (absent: the whole group is muted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
 }
 
 /// `POST /api/v1/accounts`
@@ -140,6 +143,9 @@ pub struct ProfilePatch {
     /// New avatar reference; an empty string clears it.
     #[serde(default)]
     pub avatar: Option<String>,
+    /// Whether members of shared groups who are not friends may message you.
+    #[serde(default)]
+    pub accept_temp_sessions: Option<bool>,
 }
 
 /// `POST /api/v1/friend-requests`
@@ -296,6 +302,8 @@ pub struct DirectRequest {
 pub enum ConversationKind {
     /// Two users.
     Direct,
+    /// A group.
+    Group,
 }
 
 /// A conversation in the caller's list, with sync and unread state.
@@ -307,12 +315,16 @@ pub struct ConversationView {
     pub kind: ConversationKind,
     /// For direct conversations: the other user.
     pub peer: Option<UserId>,
+    /// For group conversations: the group.
+    pub group: Option<crate::GroupId>,
     /// The last sequence number in the conversation (0 if empty).
     pub last_seq: Seq,
     /// The caller's read position.
     pub read_seq: Seq,
     /// Messages from others after the read position, not recalled.
     pub unread: u64,
+    /// Of those, the ones that mention the caller or everyone.
+    pub mentions: u64,
 }
 
 /// All of the caller's conversations.
@@ -341,6 +353,8 @@ pub enum Segment {
         /// Who is mentioned.
         user: UserId,
     },
+    /// A mention of every member of a group (@all), limited by a daily quota.
+    MentionAll,
     /// A reply to an earlier message of the same conversation.
     Reply {
         /// The replied-to message's sequence number.
@@ -411,6 +425,8 @@ pub enum ConversationEvent {
     Message(MessageView),
     /// The recall of an earlier message.
     Recall(RecallView),
+    /// A change in a group (membership, roles, mutes, announcements, settings).
+    Notice(crate::NoticeView),
 }
 
 impl ConversationEvent {
@@ -419,6 +435,7 @@ impl ConversationEvent {
         match self {
             ConversationEvent::Message(m) => m.seq,
             ConversationEvent::Recall(r) => r.seq,
+            ConversationEvent::Notice(n) => n.seq,
         }
     }
 
@@ -427,6 +444,7 @@ impl ConversationEvent {
         match self {
             ConversationEvent::Message(m) => m.conversation,
             ConversationEvent::Recall(r) => r.conversation,
+            ConversationEvent::Notice(n) => n.conversation,
         }
     }
 }

@@ -176,6 +176,10 @@ pub enum Event {
         /// The former friend.
         user_id: UserId,
     },
+    /// A join application (to owner and admins) or an invitation (to the invitee).
+    JoinRequest(crate::JoinRequestView),
+    /// A join application or invitation was decided.
+    JoinRequestResolved(crate::JoinRequestView),
     /// Another device of the user moved a read position.
     Read {
         /// Conversation.

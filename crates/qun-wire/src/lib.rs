@@ -7,20 +7,21 @@
 pub mod codes;
 mod dto;
 mod frames;
+mod groups;
 
 pub use dto::*;
 pub use frames::*;
+pub use groups::*;
 
 /// The version carried in every WebSocket frame (`"v": 1`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
+#[macro_export]
+#[doc(hidden)]
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         #[serde(transparent)]
         pub struct $name(pub u64);
 

@@ -40,6 +40,13 @@ pub enum AdminCommand {
         /// qun number.
         user: u64,
     },
+    /// Move a group to a tier without charging (administrator override).
+    GroupTier {
+        /// Group number.
+        group: u64,
+        /// Tier index in the configured ladder.
+        tier: u32,
+    },
     /// List accounts.
     Users {
         /// Start after this number.
@@ -118,6 +125,10 @@ async fn execute(qun: &Qun, command: AdminCommand) -> anyhow::Result<()> {
                     s.expires_at
                 );
             }
+        }
+        AdminCommand::GroupTier { group, tier } => {
+            let g = qun.admin_set_tier(qun_domain::GroupId(group), tier).await?;
+            println!("group {} is now on tier {}", g.id, g.tier);
         }
         AdminCommand::Users { after, limit } => {
             for u in qun.store().users(UserId(after), limit).await? {

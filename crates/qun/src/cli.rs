@@ -1,6 +1,8 @@
-//! The command-line client: `qun register`, `qun login`, `qun send`, `qun follow`...
+//! The command-line client: `qun register`, `qun login`, `qun send`, `qun follow`,
+//! `qun group ...`
 //!
-//! Each command is one small function over [`qun_client`]. `qun login` saves
+//! Each command is one small function over [`qun_client`]; the group commands
+//! live under one `qun group` subcommand so the top level stays readable. `qun login` saves
 //! the session in `$QUN_HOME/credentials-<profile>.json` (default `~/.qun`),
 //! readable by the owner only; the other commands load it, and `QUN_TOKEN`
 //! overrides the saved token. Output is for people unless `--json` is given.
@@ -14,9 +16,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use qun_client::{Client, ClientError, Connection};
 use qun_wire::{
-    AcceptFriendRequest, CategoryId, ConversationEvent, ConversationId, DeviceKind, Event,
-    FriendPatch, FriendRequestId, FriendRequestStatus, FriendRequestView, MessageView,
-    PresenceState, ProfilePatch, Segment, Seq, UserId,
+    codes, AcceptFriendRequest, AnnouncementDraft, AnnouncementId, AnnouncementView, CategoryId,
+    ConversationEvent, ConversationId, ConversationKind, ConversationView, CreateGroupRequest,
+    DeviceKind, Event, FriendPatch, FriendRequestId, FriendRequestStatus, FriendRequestView,
+    GroupId, GroupNotice, GroupSettingsPatch, GroupView, HistoryVisibility, JoinKind, JoinMode,
+    JoinRequestId, JoinRequestView, JoinResult, MemberView, MessageView, PresenceState,
+    ProfilePatch, Role, Segment, Seq, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +32,10 @@ const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// Server base URL [default: the saved login's server, else http://127.0.0.1:8080]
-    #[arg(long, env = "QUN_SERVER")]
+    #[arg(long, env = "QUN_SERVER", global = true)]
     server: Option<String>,
     /// Name of the saved login to use (several accounts can be logged in at once)
-    #[arg(long, env = "QUN_PROFILE", default_value = "default")]
+    #[arg(long, env = "QUN_PROFILE", default_value = "default", global = true)]
     profile: String,
 }
 
@@ -38,7 +43,7 @@ pub struct Conn {
 #[derive(Args, Debug, Clone)]
 pub struct Output {
     /// Print the server's answer as JSON
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 
@@ -144,6 +149,9 @@ pub enum ClientCommand {
         /// New avatar reference ("" clears it)
         #[arg(long)]
         avatar: Option<String>,
+        /// Whether members of your groups who are not friends may message you
+        #[arg(long, value_name = "true|false")]
+        accept_temp_sessions: Option<bool>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -281,7 +289,7 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Send a text message to a friend
+    /// Send a text message to a friend, or to a member of one of your groups
     Send {
         /// Qun number
         user: u64,
@@ -324,11 +332,498 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Print live events (messages, presence, friend requests) until Ctrl-C
+    /// Open a temporary session with a member of one of your groups who is not a friend
+    Temp {
+        /// Qun number
+        user: u64,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print live events (messages, presence, friend and group requests, group
+    /// notices) until Ctrl-C
     Follow {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Groups: create, find, join, manage members, announcements, chat...
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `qun group ...`: every group operation. IDs are group numbers; USER is a qun number.
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a group you own
+    Create {
+        /// Group name
+        name: String,
+        /// Introduction
+        #[arg(long, default_value = "")]
+        intro: String,
+        /// Category, for search
+        #[arg(long, default_value = "")]
+        category: String,
+        /// A tag (repeat for several)
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Keep the group out of keyword and category search
+        #[arg(long)]
+        unlisted: bool,
+        /// How people join: open, approval, question:QUESTION, auto:QUESTION=ANSWER,
+        /// invite or closed [default: approval]
+        #[arg(long, value_name = "MODE", value_parser = parse_join_mode)]
+        join: Option<JoinMode>,
+    },
+    /// Find a group by number, or listed groups by keyword and category
+    Search {
+        /// Group number
+        #[arg(long)]
+        number: Option<u64>,
+        /// Words in the name, introduction or tags
+        #[arg(long)]
+        keyword: Option<String>,
+        /// Category
+        #[arg(long)]
+        category: Option<String>,
+        /// Most groups to show
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// List the groups you are in
+    List,
+    /// Show a group's profile and settings
+    Info {
+        /// Group number
+        id: u64,
+    },
+    /// Change a group's settings (owner and admins)
+    Set {
+        /// Group number
+        id: u64,
+        /// New name
+        #[arg(long)]
+        name: Option<String>,
+        /// New introduction
+        #[arg(long)]
+        intro: Option<String>,
+        /// New avatar reference ("" clears it)
+        #[arg(long)]
+        avatar: Option<String>,
+        /// New category
+        #[arg(long)]
+        category: Option<String>,
+        /// Replace the tags with these (repeat for several)
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Remove every tag
+        #[arg(long, conflicts_with = "tags")]
+        no_tags: bool,
+        /// Whether keyword and category search find the group
+        #[arg(long, value_name = "true|false")]
+        listed: Option<bool>,
+        /// How people join: open, approval, question:QUESTION, auto:QUESTION=ANSWER,
+        /// invite or closed
+        #[arg(long, value_name = "MODE", value_parser = parse_join_mode)]
+        join: Option<JoinMode>,
+        /// Whether plain members may invite people
+        #[arg(long, value_name = "true|false")]
+        members_may_invite: Option<bool>,
+        /// What newcomers can read
+        #[arg(long, value_enum)]
+        history: Option<HistoryArg>,
+    },
+    /// Dissolve a group (owner; its history stays readable)
+    Dissolve {
+        /// Group number
+        id: u64,
+    },
+    /// Move a group to another tier of the server's ladder (sets the member cap)
+    Tier {
+        /// Group number
+        id: u64,
+        /// Tier index
+        tier: u32,
+    },
+    /// Hand a group to another member (owner)
+    Transfer {
+        /// Group number
+        id: u64,
+        /// The new owner
+        user: u64,
+    },
+    /// Mute or unmute everyone but owner and admins
+    MuteAll {
+        /// Group number
+        id: u64,
+        /// on or off
+        #[arg(value_enum)]
+        state: Switch,
+    },
+    /// Join a group, or ask to
+    Join {
+        /// Group number
+        id: u64,
+        /// Message to the reviewers
+        #[arg(long, default_value = "")]
+        message: String,
+        /// Answer to the group's question
+        #[arg(long)]
+        answer: Option<String>,
+    },
+    /// Leave a group
+    Leave {
+        /// Group number
+        id: u64,
+    },
+    /// List members (all of them unless --after or --limit asks for one page)
+    Members {
+        /// Group number
+        id: u64,
+        /// Start after this qun number
+        #[arg(long)]
+        after: Option<u64>,
+        /// Most members in the page
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show what changed in a member list since a version (from `members --json`)
+    Changes {
+        /// Group number
+        id: u64,
+        /// Member-list version
+        since: u64,
+    },
+    /// Show your own membership: role, card, title, mute
+    Me {
+        /// Group number
+        id: u64,
+    },
+    /// Remove a member
+    Kick {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+        /// Also forbid them to ask to join again
+        #[arg(long)]
+        ban: bool,
+    },
+    /// Let a banned user ask to join again
+    Unban {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+    },
+    /// Mute a member for some seconds (0 unmutes)
+    Mute {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+        /// Seconds
+        secs: u64,
+    },
+    /// Make a member an admin, or a plain member again (owner)
+    Admin {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+        /// on or off
+        #[arg(value_enum)]
+        state: Switch,
+    },
+    /// Give a member a special title (none clears it)
+    Title {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+        /// The title
+        title: Option<String>,
+        /// Lifetime in seconds [default: permanent]
+        #[arg(long, value_name = "SECS")]
+        expires_in: Option<u64>,
+    },
+    /// Set a member's group card, the name shown in this group (none clears it)
+    Card {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+        /// The card
+        card: Option<String>,
+    },
+    /// Invite someone
+    Invite {
+        /// Group number
+        id: u64,
+        /// Qun number
+        user: u64,
+    },
+    /// Create an invite link
+    Link {
+        /// Group number
+        id: u64,
+        /// Lifetime in seconds [default: the server's maximum]
+        #[arg(long, value_name = "SECS")]
+        expires_in: Option<u64>,
+        /// Most uses [default: unlimited]
+        #[arg(long)]
+        max_uses: Option<u32>,
+    },
+    /// Join through an invite link's code
+    JoinLink {
+        /// The code, from `qun group link`
+        code: String,
+    },
+    /// List a group's pending applications and invitations (owner and admins)
+    Requests {
+        /// Group number
+        id: u64,
+    },
+    /// List your own applications and the invitations sent to you
+    MyRequests,
+    /// Approve or refuse an application (owner and admins)
+    Review {
+        /// Request id
+        request: u64,
+        /// approve or refuse
+        #[arg(value_enum)]
+        decision: Review,
+        /// Reason shown to the applicant when refusing
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Accept or refuse an invitation sent to you
+    Answer {
+        /// Invitation id
+        request: u64,
+        /// accept or refuse
+        #[arg(value_enum)]
+        decision: Answer,
+    },
+    /// Publish an announcement
+    Announce {
+        /// Group number
+        id: u64,
+        /// Title
+        title: String,
+        /// Body
+        body: String,
+        #[command(flatten)]
+        flags: AnnouncementFlags,
+    },
+    /// Replace an announcement's content
+    AnnouncementEdit {
+        /// Group number
+        id: u64,
+        /// Announcement id
+        aid: u64,
+        /// Title
+        title: String,
+        /// Body
+        body: String,
+        #[command(flatten)]
+        flags: AnnouncementFlags,
+    },
+    /// List a group's announcements
+    Announcements {
+        /// Group number
+        id: u64,
+    },
+    /// Delete an announcement
+    AnnouncementDelete {
+        /// Group number
+        id: u64,
+        /// Announcement id
+        aid: u64,
+    },
+    /// Confirm having read an announcement
+    Confirm {
+        /// Group number
+        id: u64,
+        /// Announcement id
+        aid: u64,
+    },
+    /// List who has confirmed an announcement
+    Confirmations {
+        /// Group number
+        id: u64,
+        /// Announcement id
+        aid: u64,
+    },
+    /// List essence messages, or mark (--unset: unmark) one
+    Essence {
+        /// Group number
+        id: u64,
+        /// The message's sequence number
+        seq: Option<u64>,
+        /// Unmark instead of mark
+        #[arg(long, requires = "seq")]
+        unset: bool,
+    },
+    /// Show who has read a message
+    Receipts {
+        /// Group number
+        id: u64,
+        /// The message's sequence number
+        seq: u64,
+    },
+    /// Show today's most talkative members
+    Honours {
+        /// Group number
+        id: u64,
+    },
+    /// Show the @all mentions left today
+    Quota {
+        /// Group number
+        id: u64,
+    },
+    /// Send a text message to a group (options go before the text)
+    Send {
+        /// Group number
+        id: u64,
+        /// Mention a member (repeat for several)
+        #[arg(long, value_name = "USER")]
+        at: Vec<u64>,
+        /// Mention everyone (limited by a daily quota)
+        #[arg(long)]
+        at_all: bool,
+        /// The text (several words are joined with spaces)
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Show a group's latest messages and notices
+    History {
+        /// Group number
+        id: u64,
+        /// How many events to show
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Show events before this sequence number (older pages)
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Recall a message in a group (yours; owner and admins also those of lower roles)
+    Recall {
+        /// Group number
+        id: u64,
+        /// The message's sequence number
+        seq: u64,
+    },
+    /// Mark a group read up to a sequence number
+    Read {
+        /// Group number
+        id: u64,
+        /// Read up to and including this sequence number
+        seq: u64,
+    },
+}
+
+/// The options of an announcement.
+#[derive(Args, Debug, Clone)]
+pub struct AnnouncementFlags {
+    /// Pin it
+    #[arg(long)]
+    pinned: bool,
+    /// Ask every member to confirm having read it
+    #[arg(long)]
+    confirm: bool,
+    /// Show it to newcomers
+    #[arg(long)]
+    entrance: bool,
+}
+
+/// `on` or `off`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Turn it on
+    On,
+    /// Turn it off
+    Off,
+}
+
+/// A reviewer's decision on an application.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Let them in
+    Approve,
+    /// Turn them away
+    Refuse,
+}
+
+/// An invitee's answer.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Join the group
+    Accept,
+    /// Decline
+    Refuse,
+}
+
+/// What newcomers can read, as typed on the command line.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryArg {
+    /// Only what is said after they join
+    #[value(name = "from_join")]
+    FromJoin,
+    /// Everything
+    Full,
+}
+
+impl From<HistoryArg> for HistoryVisibility {
+    fn from(arg: HistoryArg) -> Self {
+        match arg {
+            HistoryArg::FromJoin => HistoryVisibility::FromJoin,
+            HistoryArg::Full => HistoryVisibility::Full,
+        }
+    }
+}
+
+/// Parses `--join`: `open`, `approval`, `question:Q`, `auto:Q=A`, `invite` or `closed`.
+/// The answer of `auto:` follows the last `=`, so a question may contain `=`.
+fn parse_join_mode(text: &str) -> Result<JoinMode, String> {
+    let expected =
+        "expected open, approval, question:QUESTION, auto:QUESTION=ANSWER, invite or closed";
+    match text {
+        "open" => return Ok(JoinMode::Open),
+        "approval" => return Ok(JoinMode::Approval),
+        "invite" => return Ok(JoinMode::InviteOnly),
+        "closed" => return Ok(JoinMode::Closed),
+        _ => {}
+    }
+    if let Some(question) = text.strip_prefix("question:") {
+        if question.is_empty() {
+            return Err("the question is empty".to_owned());
+        }
+        return Ok(JoinMode::Question {
+            question: question.to_owned(),
+        });
+    }
+    if let Some(rest) = text.strip_prefix("auto:") {
+        return match rest.rsplit_once('=') {
+            Some((question, answer)) if !question.is_empty() && !answer.is_empty() => {
+                Ok(JoinMode::QuestionAuto {
+                    question: question.to_owned(),
+                    answer: answer.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "{text:?}: auto needs a question and an answer, auto:QUESTION=ANSWER"
+            )),
+        };
+    }
+    Err(format!("{text:?}: {expected}"))
 }
 
 /// Runs one client command. Failures are printed as `error: <code>: <message>`
@@ -336,6 +831,10 @@ pub enum ClientCommand {
 pub async fn run(cmd: ClientCommand) -> Result<()> {
     if let Err(e) = execute(cmd).await {
         eprintln!("error: {e:#}");
+        let body = e.downcast_ref::<ClientError>().and_then(ClientError::body);
+        if let Some(until) = body.and_then(|b| b.until) {
+            eprintln!("(muted until {} UTC)", format_time(until));
+        }
         std::process::exit(1);
     }
     Ok(())
@@ -365,6 +864,7 @@ async fn execute(cmd: ClientCommand) -> Result<()> {
             nickname,
             signature,
             avatar,
+            accept_temp_sessions,
             conn,
         } => {
             profile_set(
@@ -373,6 +873,7 @@ async fn execute(cmd: ClientCommand) -> Result<()> {
                     nickname,
                     signature,
                     avatar,
+                    accept_temp_sessions,
                 },
             )
             .await
@@ -417,7 +918,13 @@ async fn execute(cmd: ClientCommand) -> Result<()> {
         } => history(&conn, UserId(user), limit, before.map(Seq), &output).await,
         C::Recall { user, seq, conn } => recall(&conn, UserId(user), Seq(seq)).await,
         C::Read { user, seq, conn } => read(&conn, UserId(user), Seq(seq)).await,
+        C::Temp { user, output, conn } => temp(&conn, UserId(user), &output).await,
         C::Follow { conn } => follow(&conn).await,
+        C::Group {
+            command,
+            output,
+            conn,
+        } => group(&conn, &output, command).await,
     }
 }
 
@@ -543,8 +1050,14 @@ async fn profile(conn: &Conn, user: Option<UserId>, output: &Output) -> Result<(
 }
 
 async fn profile_set(conn: &Conn, patch: ProfilePatch) -> Result<()> {
-    if patch.nickname.is_none() && patch.signature.is_none() && patch.avatar.is_none() {
-        bail!("nothing to change: give --nickname, --signature or --avatar");
+    if patch.nickname.is_none()
+        && patch.signature.is_none()
+        && patch.avatar.is_none()
+        && patch.accept_temp_sessions.is_none()
+    {
+        bail!(
+            "nothing to change: give --nickname, --signature, --avatar or --accept-temp-sessions"
+        );
     }
     let view = Session::open(conn)?.client.update_profile(&patch).await?;
     println!(
@@ -786,21 +1299,58 @@ async fn conversations(conn: &Conn, output: &Output) -> Result<()> {
     }
     let names = Names::load(&session).await;
     for c in &list.conversations {
-        let with = c
-            .peer
-            .map(|p| names.of(p))
-            .unwrap_or_else(|| "?".to_owned());
+        let with = conversation_name(c, &names);
+        let mentions = if c.mentions > 0 {
+            format!("  (@ {})", c.mentions)
+        } else {
+            String::new()
+        };
         println!(
-            "{:>6}  with {with}  last #{}  read #{}  unread {}",
+            "{:>6}  {with}  last #{}  read #{}  unread {}{mentions}",
             c.conversation, c.last_seq, c.read_seq, c.unread
         );
     }
     Ok(())
 }
 
-/// The 1:1 conversation with `user`.
+/// "with alice" or "group 100001".
+fn conversation_name(c: &ConversationView, names: &Names) -> String {
+    match (c.kind, c.peer, c.group) {
+        (ConversationKind::Group, _, Some(group)) => format!("group {group}"),
+        (ConversationKind::Group, _, None) => "group ?".to_owned(),
+        (ConversationKind::Direct, Some(peer), _) => format!("with {}", names.of(peer)),
+        (ConversationKind::Direct, None, _) => "with ?".to_owned(),
+    }
+}
+
+/// The 1:1 conversation with `user`: the direct one with a friend, else a
+/// temporary session through a group both are in.
 async fn direct(client: &Client, user: UserId) -> Result<ConversationId> {
-    Ok(client.direct_conversation(user).await?.conversation)
+    match client.direct_conversation(user).await {
+        Ok(view) => Ok(view.conversation),
+        Err(e) if e.code() == Some(codes::NOT_FRIENDS) => {
+            match client.open_temp_session(user).await {
+                Ok(view) => Ok(view.conversation),
+                // With no group in common, "not friends" is the better explanation.
+                Err(temp) if temp.code() == Some(codes::NO_SHARED_GROUP) => Err(e.into()),
+                Err(temp) => Err(temp.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn temp(conn: &Conn, user: UserId, output: &Output) -> Result<()> {
+    let view = Session::open(conn)?.client.open_temp_session(user).await?;
+    if output.json {
+        return print_json(&view);
+    }
+    println!(
+        "temporary session with {user}: conversation {} (last #{}, unread {}); \
+         `qun send {user} ...` now reaches them",
+        view.conversation, view.last_seq, view.unread
+    );
+    Ok(())
 }
 
 async fn send(conn: &Conn, user: UserId, text: &str) -> Result<()> {
@@ -837,7 +1387,13 @@ async fn history(
         let oldest = page.events.first().map(|e| e.seq().0).unwrap_or(0);
         println!("(older messages: qun history {user} --before {oldest})");
     }
-    for event in &page.events {
+    print_events(&page.events, &names);
+    Ok(())
+}
+
+/// One line per event of a history page.
+fn print_events(events: &[ConversationEvent], names: &Names) {
+    for event in events {
         match event {
             ConversationEvent::Message(m) => println!(
                 "#{} [{}] {}: {}",
@@ -853,9 +1409,14 @@ async fn history(
                 names.of(r.by),
                 r.target_seq
             ),
+            ConversationEvent::Notice(n) => println!(
+                "#{} [{}] * {}",
+                n.seq,
+                format_time(n.time),
+                notice_text(&n.notice, names)
+            ),
         }
     }
-    Ok(())
 }
 
 async fn recall(conn: &Conn, user: UserId, seq: Seq) -> Result<()> {
@@ -924,6 +1485,14 @@ fn describe_event(event: &Event, names: &Names) -> String {
             names.of(r.by),
             r.target_seq
         ),
+        Event::Conversation(ConversationEvent::Notice(n)) => format!(
+            "[{} #{}] * {}",
+            n.conversation,
+            n.seq,
+            notice_text(&n.notice, names)
+        ),
+        Event::JoinRequest(r) => format!("* {}", join_request_text(r, names)),
+        Event::JoinRequestResolved(r) => format!("* {}", join_request_text(r, names)),
         Event::Presence { user_id, state } => {
             format!("* {} is now {}", names.of(*user_id), presence_name(*state))
         }
@@ -953,6 +1522,928 @@ fn describe_event(event: &Event, names: &Names) -> String {
         } => {
             format!("* [{conversation}] read up to #{read_seq} on another device")
         }
+    }
+}
+
+// ---- groups ----
+
+async fn group(conn: &Conn, output: &Output, cmd: GroupCommand) -> Result<()> {
+    use GroupCommand as G;
+    let session = Session::open(conn)?;
+    let client = &session.client;
+    let json = output.json;
+    match cmd {
+        G::Create {
+            name,
+            intro,
+            category,
+            tags,
+            unlisted,
+            join,
+        } => {
+            let request = CreateGroupRequest {
+                name,
+                intro,
+                category,
+                tags,
+                listed: !unlisted,
+                join_mode: join.unwrap_or(JoinMode::Approval),
+            };
+            let view = client.create_group(&request).await?;
+            show(json, &view, |g| {
+                println!(
+                    "created group {} (conversation {})",
+                    g.group_id, g.conversation
+                );
+            })
+        }
+        G::Search {
+            number,
+            keyword,
+            category,
+            limit,
+        } => {
+            let found = client
+                .search_groups(
+                    number.map(GroupId),
+                    keyword.as_deref(),
+                    category.as_deref(),
+                    limit,
+                )
+                .await?;
+            show(json, &found, |list| print_group_list(list))
+        }
+        G::List => {
+            let mine = client.my_groups().await?;
+            show(json, &mine, |list| print_group_list(list))
+        }
+        G::Info { id } => {
+            let view = client.group(GroupId(id)).await?;
+            let names = Names::load(&session).await;
+            show(json, &view, |g| print_group(g, &names))
+        }
+        G::Set {
+            id,
+            name,
+            intro,
+            avatar,
+            category,
+            tags,
+            no_tags,
+            listed,
+            join,
+            members_may_invite,
+            history,
+        } => {
+            let patch = GroupSettingsPatch {
+                name,
+                intro,
+                avatar,
+                category,
+                tags: (no_tags || !tags.is_empty()).then_some(tags),
+                listed,
+                join_mode: join,
+                members_may_invite,
+                history: history.map(Into::into),
+            };
+            if patch == GroupSettingsPatch::default() {
+                bail!("nothing to change: see `qun group set --help`");
+            }
+            let view = client.update_group(GroupId(id), &patch).await?;
+            let names = Names::load(&session).await;
+            show(json, &view, |g| print_group(g, &names))
+        }
+        G::Dissolve { id } => {
+            client.dissolve_group(GroupId(id)).await?;
+            done(json, format!("group {id} dissolved"))
+        }
+        G::Tier { id, tier } => {
+            let view = client.set_group_tier(GroupId(id), tier).await?;
+            show(json, &view, |g| {
+                println!(
+                    "group {} is now tier {} ({}), up to {} members",
+                    g.group_id, g.tier, g.tier_name, g.max_members
+                );
+            })
+        }
+        G::Transfer { id, user } => {
+            let view = client.transfer_group(GroupId(id), UserId(user)).await?;
+            show(json, &view, |g| {
+                println!("group {} now belongs to {}", g.group_id, g.owner);
+            })
+        }
+        G::MuteAll { id, state } => {
+            let view = client.mute_all(GroupId(id), state == Switch::On).await?;
+            show(json, &view, |g| {
+                let state = if g.muted { "muted" } else { "unmuted" };
+                println!("group {} is {state} for plain members", g.group_id);
+            })
+        }
+        G::Join {
+            id,
+            message,
+            answer,
+        } => {
+            let result = client
+                .join_group(GroupId(id), &message, answer.as_deref())
+                .await?;
+            show(json, &result, |r| print_join_result(r, Some(GroupId(id))))
+        }
+        G::Leave { id } => {
+            client.leave_group(GroupId(id)).await?;
+            done(json, format!("left group {id}"))
+        }
+        G::Members { id, after, limit } => {
+            members(client, GroupId(id), after.map(UserId), limit, json).await
+        }
+        G::Changes { id, since } => {
+            let delta = client.member_changes(GroupId(id), since).await?;
+            show(json, &delta, |d| {
+                println!("version {} (since {since})", d.version);
+                for m in &d.changed {
+                    println!("  changed  {}", member_line(m));
+                }
+                for user in &d.removed {
+                    println!("  removed  {user}");
+                }
+            })
+        }
+        G::Me { id } => {
+            let me = client.my_membership(GroupId(id)).await?;
+            show(json, &me, |m| println!("{}", member_line(m)))
+        }
+        G::Kick { id, user, ban } => {
+            client.kick(GroupId(id), UserId(user), ban).await?;
+            let banned = if ban { " and banned" } else { "" };
+            done(json, format!("{user} removed from group {id}{banned}"))
+        }
+        G::Unban { id, user } => {
+            client.unban(GroupId(id), UserId(user)).await?;
+            done(json, format!("{user} may ask to join group {id} again"))
+        }
+        G::Mute { id, user, secs } => {
+            let member = client.mute_member(GroupId(id), UserId(user), secs).await?;
+            show(json, &member, |m| match m.muted_until {
+                Some(until) => println!("{} muted until {}", m.user_id, format_time(until)),
+                None => println!("{} unmuted", m.user_id),
+            })
+        }
+        G::Admin { id, user, state } => {
+            let role = if state == Switch::On {
+                Role::Admin
+            } else {
+                Role::Member
+            };
+            let member = client.set_role(GroupId(id), UserId(user), role).await?;
+            show(json, &member, |m| {
+                println!("{} is now {} of group {id}", m.user_id, role_name(m.role));
+            })
+        }
+        G::Title {
+            id,
+            user,
+            title,
+            expires_in,
+        } => {
+            let member = client
+                .set_title(GroupId(id), UserId(user), title.as_deref(), expires_in)
+                .await?;
+            show(json, &member, |m| match (&m.title, m.title_expires_at) {
+                (Some(title), Some(until)) => println!(
+                    "{} has the title {title:?} until {}",
+                    m.user_id,
+                    format_time(until)
+                ),
+                (Some(title), None) => println!("{} has the title {title:?}", m.user_id),
+                (None, _) => println!("title of {} cleared", m.user_id),
+            })
+        }
+        G::Card { id, user, card } => {
+            let member = client
+                .set_card(GroupId(id), UserId(user), card.as_deref())
+                .await?;
+            show(json, &member, |m| match &m.card {
+                Some(card) => println!("{} is shown as {card:?} in group {id}", m.user_id),
+                None => println!("card of {} cleared", m.user_id),
+            })
+        }
+        G::Invite { id, user } => {
+            let invitation = client.invite(GroupId(id), UserId(user)).await?;
+            show(json, &invitation, |r| {
+                println!("invitation #{} sent to {}", r.id, r.user_id);
+            })
+        }
+        G::Link {
+            id,
+            expires_in,
+            max_uses,
+        } => {
+            let link = client
+                .create_invite_link(GroupId(id), expires_in, max_uses)
+                .await?;
+            show(json, &link, |l| {
+                let expires = l.expires_at.map_or("never".to_owned(), format_time);
+                let uses = l.max_uses.map_or("unlimited".to_owned(), |n| n.to_string());
+                println!("invite link for group {}: {}", l.group_id, l.code);
+                println!("expires: {expires}; uses: {} of {uses}", l.uses);
+                println!("join with: qun group join-link {}", l.code);
+            })
+        }
+        G::JoinLink { code } => {
+            let result = client.join_by_link(&code).await?;
+            show(json, &result, |r| print_join_result(r, None))
+        }
+        G::Requests { id } => {
+            let list = client.join_requests(GroupId(id)).await?;
+            let names = Names::load(&session).await;
+            show(json, &list, |list| print_join_requests(list, &names))
+        }
+        G::MyRequests => {
+            let list = client.my_join_requests().await?;
+            let names = Names::load(&session).await;
+            show(json, &list, |list| print_join_requests(list, &names))
+        }
+        G::Review {
+            request,
+            decision,
+            reason,
+        } => {
+            let approve = decision == Review::Approve;
+            let reviewed = client
+                .review_join_request(JoinRequestId(request), approve, reason.as_deref())
+                .await?;
+            show(json, &reviewed, |r| {
+                println!(
+                    "request #{} of {} to group {}: {}",
+                    r.id,
+                    r.user_id,
+                    r.group_id,
+                    request_status(r.status)
+                );
+            })
+        }
+        G::Answer { request, decision } => {
+            let accept = decision == Answer::Accept;
+            let result = client
+                .answer_invitation(JoinRequestId(request), accept)
+                .await?;
+            show(json, &result, |r| print_join_result(r, None))
+        }
+        G::Announce {
+            id,
+            title,
+            body,
+            flags,
+        } => {
+            let draft = flags.draft(title, body);
+            let created = client.create_announcement(GroupId(id), &draft).await?;
+            show(json, &created, |a| {
+                println!("announcement #{} published in group {}", a.id, a.group_id);
+            })
+        }
+        G::AnnouncementEdit {
+            id,
+            aid,
+            title,
+            body,
+            flags,
+        } => {
+            let draft = flags.draft(title, body);
+            let edited = client
+                .edit_announcement(GroupId(id), AnnouncementId(aid), &draft)
+                .await?;
+            show(json, &edited, |a| println!("announcement #{} edited", a.id))
+        }
+        G::Announcements { id } => {
+            let list = client.announcements(GroupId(id)).await?;
+            let names = Names::load(&session).await;
+            show(json, &list, |list| print_announcements(list, &names))
+        }
+        G::AnnouncementDelete { id, aid } => {
+            client
+                .delete_announcement(GroupId(id), AnnouncementId(aid))
+                .await?;
+            done(json, format!("announcement #{aid} deleted"))
+        }
+        G::Confirm { id, aid } => {
+            client
+                .confirm_announcement(GroupId(id), AnnouncementId(aid))
+                .await?;
+            done(json, format!("announcement #{aid} confirmed"))
+        }
+        G::Confirmations { id, aid } => {
+            let list = client
+                .announcement_confirmations(GroupId(id), AnnouncementId(aid))
+                .await?;
+            let names = Names::load(&session).await;
+            show(json, &list, |list| {
+                println!("{} confirmation(s)", list.len());
+                for c in list {
+                    println!("  {:<10} {}", names.of(c.user_id), format_time(c.at));
+                }
+            })
+        }
+        G::Essence {
+            id,
+            seq: Some(seq),
+            unset,
+        } => {
+            client.set_essence(GroupId(id), Seq(seq), !unset).await?;
+            let what = if unset {
+                "no longer essence"
+            } else {
+                "essence"
+            };
+            done(json, format!("#{seq} is {what}"))
+        }
+        G::Essence { id, seq: None, .. } => {
+            let list = client.essence(GroupId(id)).await?;
+            let names = Names::load(&session).await;
+            show(json, &list, |list| {
+                if list.is_empty() {
+                    println!("(no essence messages)");
+                }
+                for e in list {
+                    println!(
+                        "#{}  marked by {} at {}",
+                        e.seq,
+                        names.of(e.by),
+                        format_time(e.at)
+                    );
+                }
+            })
+        }
+        G::Receipts { id, seq } => {
+            let receipts = client.receipts(GroupId(id), Seq(seq)).await?;
+            let names = Names::load(&session).await;
+            show(json, &receipts, |r| {
+                println!("#{seq} read by {}", r.count);
+                if let Some(readers) = r.readers.as_ref().filter(|r| !r.is_empty()) {
+                    let readers: Vec<String> = readers.iter().map(|u| names.of(*u)).collect();
+                    println!("  {}", readers.join(", "));
+                }
+            })
+        }
+        G::Honours { id } => {
+            let list = client.honours(GroupId(id)).await?;
+            let names = Names::load(&session).await;
+            show(json, &list, |list| {
+                if list.is_empty() {
+                    println!("(nobody has spoken today)");
+                }
+                for (rank, h) in list.iter().enumerate() {
+                    println!(
+                        "{:>3}. {:<10} {} message(s)",
+                        rank + 1,
+                        names.of(h.user_id),
+                        h.messages
+                    );
+                }
+            })
+        }
+        G::Quota { id } => {
+            let quota = client.at_all_quota(GroupId(id)).await?;
+            show(json, &quota, |q| {
+                println!(
+                    "@all left today: {} for you, {} for the group",
+                    q.mine_remaining, q.group_remaining
+                );
+            })
+        }
+        G::Send {
+            id,
+            at,
+            at_all,
+            text,
+        } => {
+            let conversation = client.group(GroupId(id)).await?.conversation;
+            let mentions: Vec<UserId> = at.into_iter().map(UserId).collect();
+            let segments = group_segments(at_all, &mentions, &text.join(" "));
+            let ack = client
+                .send(conversation, &new_client_msg_id(), segments)
+                .await?;
+            show(json, &ack, |a| println!("sent #{}", a.seq))
+        }
+        G::History { id, limit, before } => {
+            let conversation = client.group(GroupId(id)).await?.conversation;
+            let page = client
+                .history(conversation, None, before.map(Seq), Some(limit))
+                .await?;
+            if json {
+                return print_json(&page);
+            }
+            let names = Names::load(&session).await;
+            if page.more {
+                let oldest = page.events.first().map(|e| e.seq().0).unwrap_or(0);
+                println!("(older messages: qun group history {id} --before {oldest})");
+            }
+            print_events(&page.events, &names);
+            Ok(())
+        }
+        G::Recall { id, seq } => {
+            let conversation = client.group(GroupId(id)).await?.conversation;
+            let ack = client.recall(conversation, Seq(seq)).await?;
+            show(json, &ack, |a| {
+                println!("recalled #{seq} (event #{})", a.seq)
+            })
+        }
+        G::Read { id, seq } => {
+            let conversation = client.group(GroupId(id)).await?.conversation;
+            let state = client.read(conversation, Seq(seq)).await?;
+            show(json, &state, |s| {
+                println!("read up to #{}; {} unread", s.read_seq, s.unread);
+            })
+        }
+    }
+}
+
+impl AnnouncementFlags {
+    fn draft(&self, title: String, body: String) -> AnnouncementDraft {
+        AnnouncementDraft {
+            title,
+            body,
+            pinned: self.pinned,
+            require_confirm: self.confirm,
+            entrance: self.entrance,
+        }
+    }
+}
+
+/// Prints `value` as JSON, or for people with `human`.
+fn show<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> Result<()> {
+    if json {
+        return print_json(value);
+    }
+    human(value);
+    Ok(())
+}
+
+/// Reports an operation the server answers with no content; with `--json`
+/// there is nothing to print, and the exit status says it worked.
+fn done(json: bool, message: String) -> Result<()> {
+    if !json {
+        println!("{message}");
+    }
+    Ok(())
+}
+
+/// One page of members when `after` or `limit` is given, else every member,
+/// page after page.
+async fn members(
+    client: &Client,
+    id: GroupId,
+    after: Option<UserId>,
+    limit: Option<u32>,
+    json: bool,
+) -> Result<()> {
+    if after.is_some() || limit.is_some() {
+        let page = client.members(id, after, limit).await?;
+        return show(json, &page, |p| {
+            for m in &p.members {
+                println!("{}", member_line(m));
+            }
+            if let (Some(limit), Some(last)) = (limit, p.members.last()) {
+                if p.members.len() >= limit as usize {
+                    println!(
+                        "(more: qun group members {id} --after {} --limit {limit})",
+                        last.user_id
+                    );
+                }
+            }
+        });
+    }
+    let mut all = Vec::new();
+    let mut after = None;
+    let version = loop {
+        let page = client.members(id, after, None).await?;
+        let last = page.members.last().map(|m| m.user_id);
+        // A page that does not move forward ends the walk even if the server
+        // ignored `after`, rather than looping forever.
+        let Some(last) = last.filter(|last| after.is_none_or(|after| *last > after)) else {
+            break page.version;
+        };
+        all.extend(page.members);
+        after = Some(last);
+    };
+    let page = qun_wire::MemberPage {
+        members: all,
+        version,
+    };
+    show(json, &page, |p| {
+        for m in &p.members {
+            println!("{}", member_line(m));
+        }
+        println!(
+            "({} member(s), list version {})",
+            p.members.len(),
+            p.version
+        );
+    })
+}
+
+/// The segments of a group message: mentions first, as people type them.
+fn group_segments(at_all: bool, mentions: &[UserId], text: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    if at_all {
+        segments.push(Segment::MentionAll);
+    }
+    segments.extend(mentions.iter().map(|user| Segment::Mention { user: *user }));
+    let text = if segments.is_empty() {
+        text.to_owned()
+    } else {
+        format!(" {text}")
+    };
+    segments.push(Segment::Text { text });
+    segments
+}
+
+fn print_group_list(groups: &[GroupView]) {
+    if groups.is_empty() {
+        println!("(no groups)");
+    }
+    for g in groups {
+        let category = if g.category.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", g.category)
+        };
+        let dissolved = if g.dissolved_at.is_some() {
+            "  (dissolved)"
+        } else {
+            ""
+        };
+        println!(
+            "{:>8}  {}  {}/{} members{category}{dissolved}",
+            g.group_id, g.name, g.member_count, g.max_members
+        );
+    }
+}
+
+fn print_group(g: &GroupView, names: &Names) {
+    println!(
+        "{} (group {}, conversation {})",
+        g.name, g.group_id, g.conversation
+    );
+    if !g.intro.is_empty() {
+        println!("intro: {}", g.intro);
+    }
+    if let Some(avatar) = &g.avatar {
+        println!("avatar: {avatar}");
+    }
+    let listed = if g.listed { "listed" } else { "unlisted" };
+    println!(
+        "category: {}  tags: {}  ({listed})",
+        if g.category.is_empty() {
+            "-"
+        } else {
+            &g.category
+        },
+        if g.tags.is_empty() {
+            "-".to_owned()
+        } else {
+            g.tags.join(", ")
+        }
+    );
+    println!(
+        "members: {}/{} (tier {}, {})",
+        g.member_count, g.max_members, g.tier, g.tier_name
+    );
+    println!("owner: {}", names.of(g.owner));
+    println!("join: {}", join_mode_text(&g.join_mode));
+    println!(
+        "members may invite: {}; newcomers read: {}",
+        yes_no(g.members_may_invite),
+        history_text(g.history)
+    );
+    if g.muted {
+        println!("muted: everyone but owner and admins");
+    }
+    println!("created: {}", format_time(g.created_at));
+    if let Some(at) = g.dissolved_at {
+        println!("dissolved: {} (read-only)", format_time(at));
+    }
+}
+
+fn join_mode_text(mode: &JoinMode) -> String {
+    match mode {
+        JoinMode::Open => "open to anyone".to_owned(),
+        JoinMode::Approval => "by approval".to_owned(),
+        JoinMode::Question { question } => format!("answer {question:?}, then approval"),
+        // The answer is blanked for people who may not see it.
+        JoinMode::QuestionAuto { question, answer } if answer.is_empty() => {
+            format!("at once on answering {question:?} correctly")
+        }
+        JoinMode::QuestionAuto { question, answer } => {
+            format!("at once on answering {question:?} with {answer:?}")
+        }
+        JoinMode::InviteOnly => "by invitation only".to_owned(),
+        JoinMode::Closed => "closed".to_owned(),
+    }
+}
+
+fn member_line(m: &MemberView) -> String {
+    let mut line = format!(
+        "{:<10} {:<6} level {:>2}",
+        m.user_id,
+        role_name(m.role),
+        m.level
+    );
+    if let Some(card) = &m.card {
+        line.push_str(&format!("  card {card:?}"));
+    }
+    if let Some(title) = &m.title {
+        line.push_str(&format!("  title {title:?}"));
+        if let Some(until) = m.title_expires_at {
+            line.push_str(&format!(" until {}", format_time(until)));
+        }
+    }
+    if let Some(until) = m.muted_until {
+        line.push_str(&format!("  muted until {}", format_time(until)));
+    }
+    line.push_str(&format!("  joined {}", format_time(m.joined_at)));
+    line
+}
+
+/// "joined group 7 as member", or the state of the request that now waits.
+fn print_join_result(result: &JoinResult, group: Option<GroupId>) {
+    let group = group
+        .or(result.request.as_ref().map(|r| r.group_id))
+        .map_or("the group".to_owned(), |g| format!("group {g}"));
+    match (&result.member, &result.request) {
+        (Some(m), _) => println!("joined {group} as {}", role_name(m.role)),
+        (None, Some(r)) => {
+            let what = match r.kind {
+                JoinKind::Application => "request",
+                JoinKind::Invitation => "invitation",
+            };
+            let reason = r
+                .reason
+                .as_ref()
+                .map(|reason| format!(": {reason}"))
+                .unwrap_or_default();
+            println!(
+                "{what} #{} to {group} is {}{reason}",
+                r.id,
+                request_status(r.status)
+            );
+        }
+        (None, None) if result.joined => println!("joined {group}"),
+        (None, None) => println!("not joined"),
+    }
+}
+
+fn print_join_requests(list: &[JoinRequestView], names: &Names) {
+    if list.is_empty() {
+        println!("(none)");
+    }
+    for r in list {
+        println!(
+            "#{} [{}] {}  {}",
+            r.id,
+            request_status(r.status),
+            join_request_text(r, names),
+            format_time(r.created_at)
+        );
+    }
+}
+
+/// A join application or invitation in one line, with what to do about it
+/// while it is pending.
+fn join_request_text(r: &JoinRequestView, names: &Names) -> String {
+    let mut text = match r.kind {
+        JoinKind::Application => {
+            let mut text = format!("{} asks to join group {}", names.of(r.user_id), r.group_id);
+            if !r.message.is_empty() {
+                text.push_str(&format!(": {:?}", r.message));
+            }
+            if let Some(answer) = &r.answer {
+                text.push_str(&format!(" (answer {answer:?})"));
+            }
+            text
+        }
+        JoinKind::Invitation => {
+            let inviter = r.inviter.map_or("someone".to_owned(), |u| names.of(u));
+            format!(
+                "{inviter} invites {} to group {}",
+                names.of(r.user_id),
+                r.group_id
+            )
+        }
+    };
+    match r.status {
+        FriendRequestStatus::Pending => {
+            let hint = match r.kind {
+                JoinKind::Application => format!("qun group review {} approve|refuse", r.id),
+                JoinKind::Invitation => format!("qun group answer {} accept|refuse", r.id),
+            };
+            text.push_str(&format!(" (request #{}: {hint})", r.id));
+        }
+        status => {
+            text.push_str(&format!(" (request #{}): {}", r.id, request_status(status)));
+            if let Some(reviewer) = r.reviewer {
+                text.push_str(&format!(" by {}", names.of(reviewer)));
+            }
+            if let Some(reason) = &r.reason {
+                text.push_str(&format!(", {reason:?}"));
+            }
+        }
+    }
+    text
+}
+
+fn print_announcements(list: &[AnnouncementView], names: &Names) {
+    if list.is_empty() {
+        println!("(no announcements)");
+    }
+    for a in list {
+        let mut flags = Vec::new();
+        if a.pinned {
+            flags.push("pinned");
+        }
+        if a.require_confirm {
+            flags.push("confirm");
+        }
+        if a.entrance {
+            flags.push("entrance");
+        }
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        };
+        let edited = a
+            .edited_at
+            .map(|at| format!(", edited {}", format_time(at)))
+            .unwrap_or_default();
+        println!(
+            "#{} {}{flags}  by {} at {}{edited}",
+            a.id,
+            a.title,
+            names.of(a.author),
+            format_time(a.created_at)
+        );
+        for line in a.body.lines() {
+            println!("    {line}");
+        }
+    }
+}
+
+/// A group notice as a sentence.
+fn notice_text(notice: &GroupNotice, names: &Names) -> String {
+    let who = |user: &UserId| names.of(*user);
+    match notice {
+        GroupNotice::Created { owner } => format!("{} created the group", who(owner)),
+        GroupNotice::Joined {
+            user,
+            inviter,
+            approver,
+        } => {
+            let mut text = format!("{} joined", who(user));
+            if let Some(inviter) = inviter {
+                text.push_str(&format!(", invited by {}", who(inviter)));
+            }
+            if let Some(approver) = approver {
+                text.push_str(&format!(", approved by {}", who(approver)));
+            }
+            text
+        }
+        GroupNotice::Left { user } => format!("{} left", who(user)),
+        GroupNotice::Kicked { user, by, banned } => {
+            let banned = if *banned { " and banned" } else { "" };
+            format!("{} removed {}{banned}", who(by), who(user))
+        }
+        GroupNotice::RoleChanged { user, role, by } => {
+            format!("{} made {} {}", who(by), who(user), role_name(*role))
+        }
+        GroupNotice::OwnerTransferred { from, to } => {
+            format!("{} handed the group to {}", who(from), who(to))
+        }
+        GroupNotice::Muted {
+            user,
+            until: Some(until),
+            by,
+        } => format!(
+            "{} muted {} until {}",
+            who(by),
+            who(user),
+            format_time(*until)
+        ),
+        GroupNotice::Muted {
+            user,
+            until: None,
+            by,
+        } => format!("{} unmuted {}", who(by), who(user)),
+        GroupNotice::GroupMuted { muted: true, by } => format!("{} muted everyone", who(by)),
+        GroupNotice::GroupMuted { muted: false, by } => format!("{} unmuted everyone", who(by)),
+        GroupNotice::TitleSet {
+            user,
+            title: Some(title),
+            expires_at,
+        } => {
+            let until = expires_at
+                .map(|at| format!(" until {}", format_time(at)))
+                .unwrap_or_default();
+            format!("{} now has the title {title:?}{until}", who(user))
+        }
+        GroupNotice::TitleSet {
+            user, title: None, ..
+        } => format!("{} no longer has a title", who(user)),
+        GroupNotice::CardSet { user, card, by } => {
+            let whose = if user == by {
+                format!("{} set their card", who(by))
+            } else {
+                format!("{} set the card of {}", who(by), who(user))
+            };
+            match card {
+                Some(card) => format!("{whose} to {card:?}"),
+                None => format!("{whose} to none"),
+            }
+        }
+        GroupNotice::SettingsChanged { by, settings } => {
+            format!(
+                "{} changed the settings: {}",
+                who(by),
+                settings_text(settings)
+            )
+        }
+        GroupNotice::TierChanged { tier, by } if by.0 == 0 => {
+            format!("a server administrator moved the group to tier {tier}")
+        }
+        GroupNotice::TierChanged { tier, by } => {
+            format!("{} moved the group to tier {tier}", who(by))
+        }
+        GroupNotice::Announcement { id, action, by } => {
+            format!("{} {action} announcement #{id}", who(by))
+        }
+        GroupNotice::Essence { seq, set: true, by } => {
+            format!("{} marked #{seq} as essence", who(by))
+        }
+        GroupNotice::Essence {
+            seq,
+            set: false,
+            by,
+        } => format!("{} unmarked #{seq} as essence", who(by)),
+        GroupNotice::Dissolved { by } => format!("{} dissolved the group", who(by)),
+    }
+}
+
+/// What a settings change changed, e.g. `name "Rust", join: closed`.
+fn settings_text(patch: &GroupSettingsPatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = &patch.name {
+        parts.push(format!("name {name:?}"));
+    }
+    if let Some(intro) = &patch.intro {
+        parts.push(format!("intro {intro:?}"));
+    }
+    if let Some(avatar) = &patch.avatar {
+        parts.push(if avatar.is_empty() {
+            "avatar cleared".to_owned()
+        } else {
+            "new avatar".to_owned()
+        });
+    }
+    if let Some(category) = &patch.category {
+        parts.push(format!("category {category:?}"));
+    }
+    if let Some(tags) = &patch.tags {
+        parts.push(format!("tags [{}]", tags.join(", ")));
+    }
+    if let Some(listed) = patch.listed {
+        parts.push(if listed { "listed" } else { "unlisted" }.to_owned());
+    }
+    if let Some(mode) = &patch.join_mode {
+        parts.push(format!("join: {}", join_mode_text(mode)));
+    }
+    if let Some(may) = patch.members_may_invite {
+        parts.push(format!("members may invite: {}", yes_no(may)));
+    }
+    if let Some(history) = patch.history {
+        parts.push(format!("newcomers read: {}", history_text(history)));
+    }
+    parts.join(", ")
+}
+
+fn history_text(history: HistoryVisibility) -> &'static str {
+    match history {
+        HistoryVisibility::FromJoin => "from their join",
+        HistoryVisibility::Full => "everything",
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Admin => "admin",
+        Role::Member => "member",
+    }
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
     }
 }
 
@@ -1010,6 +2501,7 @@ fn render_segments(segments: &[Segment]) -> String {
             Segment::Text { text } => text.clone(),
             Segment::Face { id } => format!("[face {id}]"),
             Segment::Mention { user } => format!("@{user}"),
+            Segment::MentionAll => "@all".to_owned(),
             Segment::Reply { seq } => format!("[reply to #{seq}] "),
             Segment::Image { file } => format!("[image {file}]"),
             Segment::File { name, size, .. } => format!("[file {name}, {size} bytes]"),
@@ -1297,10 +2789,290 @@ mod tests {
                 text: " hi ".into(),
             },
             Segment::Face { id: 14 },
+            Segment::MentionAll,
         ];
         assert_eq!(
             render_segments(&segments),
-            "[reply to #3] @10002 hi [face 14]"
+            "[reply to #3] @10002 hi [face 14]@all"
+        );
+    }
+
+    fn parse_group(args: &[&str]) -> (GroupCommand, Output, Conn) {
+        let args: Vec<&str> = std::iter::once("group")
+            .chain(args.iter().copied())
+            .collect();
+        match parse(&args) {
+            ClientCommand::Group {
+                command,
+                output,
+                conn,
+            } => (command, output, conn),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_options_may_follow_the_group_subcommand() {
+        let (command, output, conn) =
+            parse_group(&["info", "100001", "--json", "--server", "http://h:1"]);
+        assert!(matches!(command, GroupCommand::Info { id: 100001 }));
+        assert!(output.json);
+        assert_eq!(conn.server.as_deref(), Some("http://h:1"));
+        let (_, output, conn) = parse_group(&["--profile", "bob", "list"]);
+        assert!(!output.json);
+        assert_eq!(conn.profile, "bob");
+    }
+
+    #[test]
+    fn group_send_takes_mentions_before_the_text() {
+        let (command, ..) = parse_group(&[
+            "send", "7", "--at", "10002", "--at", "10003", "--at-all", "hi", "--at", "-1",
+        ]);
+        match command {
+            GroupCommand::Send {
+                id,
+                at,
+                at_all,
+                text,
+            } => {
+                assert_eq!((id, at, at_all), (7, vec![10002, 10003], true));
+                assert_eq!(text.join(" "), "hi --at -1");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert_eq!(
+            group_segments(true, &[UserId(10002)], "hi"),
+            vec![
+                Segment::MentionAll,
+                Segment::Mention {
+                    user: UserId(10002)
+                },
+                Segment::Text { text: " hi".into() },
+            ]
+        );
+        assert_eq!(
+            group_segments(false, &[], "hi"),
+            vec![Segment::Text { text: "hi".into() }]
+        );
+    }
+
+    #[test]
+    fn group_settings_parse_into_a_patch() {
+        let (command, ..) = parse_group(&[
+            "set",
+            "7",
+            "--listed",
+            "false",
+            "--members-may-invite",
+            "true",
+            "--history",
+            "from_join",
+            "--join",
+            "auto:1+1=?=2",
+        ]);
+        match command {
+            GroupCommand::Set {
+                listed,
+                members_may_invite,
+                history,
+                join,
+                tags,
+                no_tags,
+                ..
+            } => {
+                assert_eq!(listed, Some(false));
+                assert_eq!(members_may_invite, Some(true));
+                assert_eq!(history, Some(HistoryArg::FromJoin));
+                assert_eq!(
+                    join,
+                    Some(JoinMode::QuestionAuto {
+                        question: "1+1=?".into(),
+                        answer: "2".into()
+                    })
+                );
+                assert!(tags.is_empty() && !no_tags);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn join_modes_parse_from_their_short_names() {
+        let check = |text: &str, expected: JoinMode| {
+            assert_eq!(parse_join_mode(text), Ok(expected), "{text}");
+        };
+        check("open", JoinMode::Open);
+        check("approval", JoinMode::Approval);
+        check("invite", JoinMode::InviteOnly);
+        check("closed", JoinMode::Closed);
+        check(
+            "question:Favourite crate?",
+            JoinMode::Question {
+                question: "Favourite crate?".into(),
+            },
+        );
+        assert!(parse_join_mode("question:").is_err());
+        assert!(parse_join_mode("auto:no answer").is_err());
+        assert!(parse_join_mode("auto:q=").is_err());
+        assert!(parse_join_mode("everyone").is_err());
+    }
+
+    #[test]
+    fn essence_lists_without_a_seq_and_unset_needs_one() {
+        let (command, ..) = parse_group(&["essence", "7"]);
+        assert!(matches!(
+            command,
+            GroupCommand::Essence {
+                seq: None,
+                unset: false,
+                ..
+            }
+        ));
+        let (command, ..) = parse_group(&["essence", "7", "42", "--unset"]);
+        assert!(matches!(
+            command,
+            GroupCommand::Essence {
+                seq: Some(42),
+                unset: true,
+                ..
+            }
+        ));
+        let bad = ["qun", "group", "essence", "7", "--unset"];
+        assert!(TestCli::try_parse_from(bad).is_err());
+    }
+
+    #[test]
+    fn switches_and_decisions_are_words() {
+        let (command, ..) = parse_group(&["admin", "7", "10002", "on"]);
+        assert!(matches!(
+            command,
+            GroupCommand::Admin {
+                state: Switch::On,
+                ..
+            }
+        ));
+        let (command, ..) = parse_group(&["review", "3", "refuse", "--reason", "spam"]);
+        assert!(matches!(
+            command,
+            GroupCommand::Review {
+                decision: Review::Refuse,
+                ..
+            }
+        ));
+        let (command, ..) = parse_group(&["answer", "3", "accept"]);
+        assert!(matches!(
+            command,
+            GroupCommand::Answer {
+                decision: Answer::Accept,
+                ..
+            }
+        ));
+        let (command, ..) = parse_group(&["title", "7", "10002", "--expires-in", "60"]);
+        assert!(matches!(
+            command,
+            GroupCommand::Title {
+                title: None,
+                expires_in: Some(60),
+                ..
+            }
+        ));
+    }
+
+    fn names() -> Names {
+        Names {
+            me: Some(UserId(10001)),
+            friends: HashMap::from([(UserId(10002), "bob".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn notices_read_as_sentences() {
+        let names = names();
+        let check = |notice: GroupNotice, expected: &str| {
+            assert_eq!(notice_text(&notice, &names), expected);
+        };
+        check(
+            GroupNotice::Joined {
+                user: UserId(10003),
+                inviter: Some(UserId(10002)),
+                approver: None,
+            },
+            "10003 joined, invited by bob",
+        );
+        check(
+            GroupNotice::Kicked {
+                user: UserId(10002),
+                by: UserId(10001),
+                banned: true,
+            },
+            "me removed bob and banned",
+        );
+        check(
+            GroupNotice::Muted {
+                user: UserId(10002),
+                until: Some(0),
+                by: UserId(10001),
+            },
+            "me muted bob until 1970-01-01 00:00:00",
+        );
+        check(
+            GroupNotice::CardSet {
+                user: UserId(10002),
+                card: Some("B".into()),
+                by: UserId(10002),
+            },
+            "bob set their card to \"B\"",
+        );
+        check(
+            GroupNotice::TierChanged {
+                tier: 2,
+                by: UserId(0),
+            },
+            "a server administrator moved the group to tier 2",
+        );
+        check(
+            GroupNotice::SettingsChanged {
+                by: UserId(10002),
+                settings: GroupSettingsPatch {
+                    name: Some("Rust".into()),
+                    join_mode: Some(JoinMode::Closed),
+                    ..GroupSettingsPatch::default()
+                },
+            },
+            "bob changed the settings: name \"Rust\", join: closed",
+        );
+    }
+
+    #[test]
+    fn pending_join_requests_say_what_to_do() {
+        let request = JoinRequestView {
+            id: JoinRequestId(5),
+            group_id: GroupId(100001),
+            user_id: UserId(10002),
+            kind: JoinKind::Application,
+            message: "hello".into(),
+            answer: Some("2".into()),
+            inviter: None,
+            status: FriendRequestStatus::Pending,
+            reviewer: None,
+            reason: None,
+            created_at: 0,
+        };
+        assert_eq!(
+            join_request_text(&request, &names()),
+            "bob asks to join group 100001: \"hello\" (answer \"2\") \
+             (request #5: qun group review 5 approve|refuse)"
+        );
+        let invitation = JoinRequestView {
+            kind: JoinKind::Invitation,
+            user_id: UserId(10001),
+            inviter: Some(UserId(10002)),
+            status: FriendRequestStatus::Refused,
+            ..request
+        };
+        assert_eq!(
+            join_request_text(&invitation, &names()),
+            "bob invites me to group 100001 (request #5): refused"
         );
     }
 

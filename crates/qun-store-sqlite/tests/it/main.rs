@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use qun_domain::groups::model::*;
 use qun_domain::model::*;
-use qun_domain::{ConversationId, Error, Seq, Store, UserId, DEFAULT_CATEGORY};
+use qun_domain::store::GroupStore;
+use qun_domain::{ConversationId, Error, GroupId, Seq, Store, UserId, DEFAULT_CATEGORY};
 use qun_store_sqlite::{SqliteOptions, SqliteStore};
 
 /// A folder under the system temp dir, removed when dropped.
@@ -79,6 +81,42 @@ fn message(conversation: ConversationId, sender: UserId, client_msg_id: &str) ->
             text: client_msg_id.into(),
         }]),
     }
+}
+
+fn new_group(owner: UserId) -> NewGroup {
+    NewGroup {
+        owner,
+        name: "g".into(),
+        intro: String::new(),
+        category: String::new(),
+        tags: Vec::new(),
+        listed: false,
+        join_mode: JoinMode::Open,
+        tier: 0,
+        created_at: 1,
+        first_number: GroupId(100_001),
+        max_owned: 10,
+    }
+}
+
+async fn join(store: &dyn Store, group: GroupId, user: UserId) -> GroupChanged {
+    let add = GroupChange::AddMember {
+        user,
+        inviter: None,
+        approver: None,
+        cap: 100,
+        request: None,
+        link: None,
+    };
+    let notice = Notice::Joined {
+        user,
+        inviter: None,
+        approver: None,
+    };
+    store
+        .change_group(group, user, add, notice, 2)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,4 +343,82 @@ async fn a_failing_command_rolls_back_only_itself() {
         .unwrap();
     assert_eq!(events.len() as u64, good);
     assert!(events.iter().all(|e| e.client_msg_id.starts_with("good")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_the_group_number_counter_survive_reopening() {
+    let dir = TempDir::new("groups-reopen");
+    let (owner, member, group) = {
+        let store = open(&dir.db());
+        let owner = new_user(&store, "owner").await;
+        let member = new_user(&store, "member").await;
+        let group = store.create_group(new_group(owner)).await.unwrap();
+        join(&store, group.id, member).await;
+        store
+            .append(message(group.conversation, member, "g1"))
+            .await
+            .unwrap();
+        store.close().await;
+        (owner, member, group)
+    };
+
+    let store = open(&dir.db());
+    let after = store.group(group.id).await.unwrap().unwrap();
+    assert_eq!((after.member_count, after.member_version), (2, 2));
+    let entry = store.member(group.id, member).await.unwrap().unwrap();
+    assert_eq!((entry.join_seq, entry.messages), (Seq(2), 1));
+    let bodies: Vec<EventBody> = store
+        .events(group.conversation, EventRange::After(Seq(0), 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    assert!(matches!(
+        bodies.as_slice(),
+        [
+            EventBody::Notice(Notice::Created { .. }),
+            EventBody::Notice(Notice::Joined { .. }),
+            EventBody::Message { .. }
+        ]
+    ));
+    let next = store.create_group(new_group(owner)).await.unwrap();
+    assert_eq!(
+        next.id.0,
+        group.id.0 + 1,
+        "the group number counter survives"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_notice_never_collides_with_a_client_message_id() {
+    let dir = TempDir::new("notice-ids");
+    let store = open(&dir.db());
+    let owner = new_user(&store, "owner").await;
+    let member = new_user(&store, "member").await;
+    let group = store.create_group(new_group(owner)).await.unwrap();
+    // Whatever a client picks, here the id a generated notice id might take.
+    let sneaky = format!("notice:{}:3", group.id);
+    let sent = store
+        .append(message(group.conversation, member, &sneaky))
+        .await
+        .unwrap();
+    assert_eq!(sent.seq, Seq(2));
+    let joined = join(&store, group.id, member).await;
+    assert_eq!(
+        joined.appended.seq,
+        Seq(3),
+        "the notice is stored beside the message"
+    );
+    let retry = store
+        .append(message(group.conversation, member, &sneaky))
+        .await
+        .unwrap();
+    assert_eq!(
+        (retry.seq, retry.duplicate),
+        (Seq(2), true),
+        "a retry finds the client's message, never a notice"
+    );
+    store.close().await;
 }

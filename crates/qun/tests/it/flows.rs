@@ -460,7 +460,7 @@ async fn health_metrics_and_generated_openapi_are_served() {
     }
     assert_eq!(
         paths.len(),
-        23,
+        57,
         "every REST route is documented: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -2,7 +2,9 @@
 //! controlled clock, and end-to-end suites against real `qun serve` processes
 //! (those run when `QUN_E2E=1`, as the README's test command sets).
 
+mod bad_input;
 mod domain;
+mod durability;
 mod flows;
 mod harness;
 mod tidy;
