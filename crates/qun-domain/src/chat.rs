@@ -6,7 +6,7 @@
 use crate::bus::LiveEvent;
 use crate::model::{
     Append, AppendBody, Appended, Conversation, ConversationKind, ConversationState, EventBody,
-    EventRange, Segment, StoredEvent,
+    EventRange, Quota, Segment, StoredEvent,
 };
 use crate::{Caller, ConversationId, Denied, Error, HistoryRange, Qun, Result, Seq, UserId};
 
@@ -65,8 +65,9 @@ impl Qun {
         self.check_client_msg_id(client_msg_id)?;
         self.check_segments(&segments)?;
         let conv = self.conversation_for(caller, conversation).await?;
-        self.check_may_send(caller, &conv, &segments).await?;
+        let quota = self.check_may_send(caller, &conv, &segments).await?;
         let append = Append {
+            quota,
             conversation,
             sender: caller.user,
             client_msg_id: client_msg_id.to_owned(),
@@ -93,12 +94,13 @@ impl Qun {
         Ok(appended)
     }
 
+    /// Whether the caller may send this; returns the quota the message spends.
     async fn check_may_send(
         &self,
         caller: &Caller,
         conv: &Conversation,
         segments: &[Segment],
-    ) -> Result<()> {
+    ) -> Result<Option<Quota>> {
         match conv.kind {
             ConversationKind::Direct => {
                 if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
@@ -121,10 +123,10 @@ impl Qun {
                         Err(Error::Forbidden(Denied::NoSharedGroup)) => {
                             Err(Error::Forbidden(Denied::NotFriends))
                         }
-                        other => other,
+                        other => other.map(|()| None),
                     };
                 }
-                Ok(())
+                Ok(None)
             }
             ConversationKind::Group(group) => {
                 self.check_may_send_in_group(caller, group, segments).await
@@ -170,6 +172,7 @@ impl Qun {
         // The recall's own idempotency key: a retry finds the first recall.
         let client_msg_id = format!("recall:{conversation}:{seq}");
         let append = Append {
+            quota: None,
             conversation,
             sender: caller.user,
             client_msg_id: client_msg_id.clone(),

@@ -69,6 +69,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_group_member_queries(s).await;
     check_group_receipts_and_honours(s).await;
     check_daily_counters(s).await;
+    check_append_quota(s).await;
+    check_readers_exclude_newcomers(s).await;
+    check_join_settles_pending_requests(s).await;
     check_concurrent_appends(&store).await;
     check_concurrent_retries(&store).await;
     check_concurrent_user_creation(&store).await;
@@ -140,6 +143,7 @@ fn message(
     body: &str,
 ) -> Append {
     Append {
+        quota: None,
         conversation,
         sender,
         client_msg_id: client_msg_id.to_owned(),
@@ -155,6 +159,7 @@ fn recall(
     target: u64,
 ) -> Append {
     Append {
+        quota: None,
         conversation,
         sender,
         client_msg_id: client_msg_id.to_owned(),
@@ -1456,6 +1461,7 @@ async fn check_segments_round_trip(store: &dyn Store) {
         },
     ];
     let append = Append {
+        quota: None,
         conversation: conv,
         sender: a,
         client_msg_id: "all-kinds".into(),
@@ -2145,6 +2151,7 @@ fn mention_message(
     segments: Vec<Segment>,
 ) -> Append {
     Append {
+        quota: None,
         conversation,
         sender,
         client_msg_id: client_msg_id.to_owned(),
@@ -3857,6 +3864,7 @@ async fn check_group_messages(store: &dyn Store) {
     assert_err!(
         store
             .append(Append {
+                quota: None,
                 conversation: conv,
                 sender: o,
                 client_msg_id: "gm-notice".into(),
@@ -4153,6 +4161,7 @@ async fn check_group_receipts_and_honours(store: &dyn Store) {
 
     let t0 = tick();
     let at = |sender: UserId, id: &str, time: i64| Append {
+        quota: None,
         conversation: conv,
         sender,
         client_msg_id: id.to_owned(),
@@ -4442,4 +4451,80 @@ async fn check_concurrent_group_appends(store: &Arc<dyn Store>) {
             "every message counted once for its sender"
         );
     }
+}
+
+// --- contracts added with the group domain tests ---------------------------------
+
+/// An append's quota is consumed in its transaction, all or nothing, and not
+/// again by a retry; a full counter stores nothing.
+async fn check_append_quota(store: &dyn Store) {
+    let o = new_user(store, "quota-owner").await;
+    let g = new_group(store, o, "Quota").await;
+    let key = format!("conformance-quota:{}", g.id);
+    let day = 20_000;
+    let quota = |limit: u32| Quota {
+        counters: vec![DailyCounter { key: key.clone(), limit, name: "conformance_quota" }],
+        day,
+    };
+    let mut first = mention_message(g.conversation, o, "quota-1", vec![Segment::MentionAll]);
+    first.quota = Some(quota(1));
+    let acked = store.append(first.clone()).await.expect("an append within its quota");
+    assert_eq!(store.daily_count(&key, day).await.expect("daily_count"), 1);
+    let retried = store.append(first).await.expect("a retry of an append with a quota");
+    assert!(retried.duplicate && retried.seq == acked.seq, "{retried:?}");
+    assert_eq!(
+        store.daily_count(&key, day).await.expect("daily_count"),
+        1,
+        "a retry spends no quota"
+    );
+    let last = group_now(store, g.id).await;
+    let mut second = mention_message(g.conversation, o, "quota-2", vec![Segment::MentionAll]);
+    second.quota = Some(quota(1));
+    assert_err!(
+        store.append(second).await,
+        Error::LimitReached { limit: "conformance_quota", max: 1 },
+        "an append over its quota"
+    );
+    let state = state(store, o, g.conversation).await;
+    assert_eq!(state.last_seq, acked.seq, "nothing was stored over the quota");
+    assert_eq!(group_now(store, g.id).await.member_version, last.member_version);
+}
+
+/// A newcomer is not a reader of what was sent before they joined.
+async fn check_readers_exclude_newcomers(store: &dyn Store) {
+    let o = new_user(store, "readers-owner").await;
+    let n = new_user(store, "readers-newcomer").await;
+    let g = new_group(store, o, "Readers").await;
+    let before = send(store, g.conversation, o, "readers-before").await;
+    store.mark_read(o, g.conversation, before.seq).await.expect("mark_read");
+    join(store, g.id, n).await;
+    let (count, who) = store.readers(g.conversation, before.seq, true).await.expect("readers");
+    assert_eq!((count, who), (1, vec![o]), "the newcomer did not read the earlier message");
+    let after = send(store, g.conversation, o, "readers-after").await;
+    store.mark_read(n, g.conversation, after.seq).await.expect("mark_read");
+    let (count, _) = store.readers(g.conversation, after.seq, false).await.expect("readers");
+    assert_eq!(count, 1, "only the newcomer read the later message so far");
+}
+
+/// Joining settles the newcomer's other pending requests for the group.
+async fn check_join_settles_pending_requests(store: &dyn Store) {
+    let o = new_user(store, "settle-owner").await;
+    let a = new_user(store, "settle-applicant").await;
+    let g = new_group(store, o, "Settle").await;
+    let pending = store
+        .create_join_request(NewJoinRequest {
+            group: g.id,
+            user: a,
+            kind: JoinKind::Application,
+            message: "let me in".into(),
+            answer: None,
+            inviter: None,
+            created_at: tick(),
+        })
+        .await
+        .expect("create_join_request");
+    join(store, g.id, a).await;
+    let settled = store.join_request(pending.id).await.expect("join_request").expect("it exists");
+    assert_eq!(settled.status, RequestStatus::Accepted, "{settled:?}");
+    assert!(store.pending_applications(g.id).await.expect("pending_applications").is_empty());
 }

@@ -297,6 +297,19 @@ pub struct Append {
     pub time: i64,
     /// Content.
     pub body: AppendBody,
+    /// Daily counters to consume in the same transaction (a message's @all):
+    /// all or none, `LimitReached` without storing anything when one is full,
+    /// and nothing consumed when the append is a retry.
+    pub quota: Option<Quota>,
+}
+
+/// Daily counters an append consumes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quota {
+    /// The counters.
+    pub counters: Vec<crate::store::DailyCounter>,
+    /// The (UTC) day they count for.
+    pub day: i64,
 }
 
 /// The result of an append: where the event landed.

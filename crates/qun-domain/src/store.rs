@@ -132,7 +132,9 @@ pub trait Store: GroupStore {
     /// mentions (`Mention`, and `MentionAll` as user 0) are indexed for the
     /// mention counts; in a group, the sender's message count and last-spoke
     /// time are updated in the same transaction (one row, whatever the member
-    /// count). `Notice` bodies are refused (`Invalid`): they come from
+    /// count). The append's `quota` counters are consumed in the same transaction, only
+    /// when it is not a retry (`LimitReached` stores nothing). `Notice` bodies
+    /// are refused (`Invalid`): they come from
     /// `GroupStore::change_group`. Returns only once the write is durable.
     async fn append(&self, append: Append) -> Result<Appended>;
     /// One event.

@@ -257,6 +257,11 @@ pub(crate) fn append(conn: &Connection, append: &Append) -> Outcome<Appended> {
         });
     }
 
+    if let Some(quota) = &append.quota {
+        // Consumed only by a first append, in its transaction: a retry above
+        // spent nothing, and a full counter stores nothing.
+        crate::groups::content::consume_daily(conn, &quota.counters, quota.day)?;
+    }
     let (seq, group) = next_seq_and_group(conn, append.conversation)?;
     let event = |kind, content: &str, target| {
         insert_event(
@@ -612,6 +617,7 @@ mod tests {
         let (conversation, sender) = group_of(&conn, members);
         let before = conn.total_changes();
         let message = Append {
+            quota: None,
             conversation,
             sender,
             client_msg_id: "m".into(),

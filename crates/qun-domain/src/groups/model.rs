@@ -500,7 +500,8 @@ pub enum GroupChange {
     /// lifted by `unban`). With `request`, that pending request becomes accepted
     /// in the same transaction (`Conflict` if it is no longer pending); with
     /// `link`, the link's use count grows (`LimitReached("invite_link_uses")` when
-    /// used up). The member's `join_seq` is the notice's seq.
+    /// used up). The member's `join_seq` is the notice's seq. Any other pending
+    /// request or invitation of the user for the group becomes accepted.
     AddMember {
         /// Who.
         user: UserId,

@@ -9,7 +9,7 @@ use super::model::*;
 use super::policy::{self, Action, Standing};
 use super::store::DailyCounter;
 use crate::bus::LiveEvent;
-use crate::model::{ConversationState, EventBody, RequestStatus, Segment};
+use crate::model::{ConversationState, EventBody, Quota, RequestStatus, Segment};
 use crate::service::check;
 use crate::{
     AnnouncementId, Caller, Denied, Error, GroupId, JoinRequestId, Qun, Result, Seq, Tier, UserId,
@@ -116,16 +116,28 @@ impl Qun {
 
     /// Checks the policy table; returns the caller's entry for member actions.
     fn require(&self, group: &Group, member: Option<&Member>, action: Action) -> Result<()> {
+        self.require_to_look(group, member, action)?;
+        let writes = !matches!(action, Action::View | Action::Read);
+        if writes && group.dissolved_at.is_some() {
+            return Err(Error::Forbidden(Denied::Dissolved));
+        }
+        Ok(())
+    }
+
+    /// The role check alone, for actions that only look (a manager's view of
+    /// requests, confirmations and quotas), which a dissolved group still allows.
+    fn require_to_look(
+        &self,
+        group: &Group,
+        member: Option<&Member>,
+        action: Action,
+    ) -> Result<()> {
         let standing = Standing::of(member.map(|m| m.role));
         if !policy::allowed(standing, action, group) {
             return Err(Error::Forbidden(match standing {
                 Standing::Outsider => Denied::NotMember,
                 _ => Denied::Role,
             }));
-        }
-        let writes = !matches!(action, Action::View | Action::Read);
-        if writes && group.dissolved_at.is_some() {
-            return Err(Error::Forbidden(Denied::Dissolved));
         }
         Ok(())
     }
@@ -282,6 +294,9 @@ impl Qun {
             .group(id)
             .await?
             .ok_or(Error::NotFound("group"))?;
+        if group.dissolved_at.is_some() {
+            return Err(Error::Forbidden(Denied::Dissolved));
+        }
         self.check_tier_fits(&group, tier)?;
         let notice = Notice::TierChanged {
             tier,
@@ -807,11 +822,6 @@ impl Qun {
         match group.join_mode {
             JoinMode::Closed => Err(Error::Forbidden(Denied::JoinClosed)),
             _ if needs_approval && !inviter_manages => {
-                if let Some(inv) = invitation {
-                    self.store
-                        .close_join_request(inv, RequestStatus::Accepted, Some(caller.user), None)
-                        .await?;
-                }
                 let application = NewJoinRequest {
                     group: id,
                     user: caller.user,
@@ -821,7 +831,15 @@ impl Qun {
                     inviter: Some(inviter),
                     created_at: self.clock.now_ms(),
                 };
-                self.queue_application(&group, application).await
+                // The application first: if it cannot be queued, the
+                // invitation stays as it was.
+                let outcome = self.queue_application(&group, application).await?;
+                if let Some(inv) = invitation {
+                    self.store
+                        .close_join_request(inv, RequestStatus::Accepted, Some(caller.user), None)
+                        .await?;
+                }
+                Ok(outcome)
             }
             _ => {
                 let approver = inviter_manages.then_some(inviter);
@@ -841,7 +859,7 @@ impl Qun {
     /// Pending applications of a group (owner and admins).
     pub async fn join_requests(&self, caller: &Caller, id: GroupId) -> Result<Vec<JoinRequest>> {
         let (group, member) = self.standing(caller.user, id).await?;
-        self.require(&group, member.as_ref(), Action::Manage)?;
+        self.require_to_look(&group, member.as_ref(), Action::Manage)?;
         self.store.pending_applications(id).await
     }
 
@@ -1164,7 +1182,7 @@ impl Qun {
         aid: AnnouncementId,
     ) -> Result<Vec<(UserId, i64)>> {
         let (group, member) = self.standing(caller.user, id).await?;
-        self.require(&group, member.as_ref(), Action::Manage)?;
+        self.require_to_look(&group, member.as_ref(), Action::Manage)?;
         self.announcement_of(id, aid).await?;
         self.store.confirmations(aid).await
     }
@@ -1253,7 +1271,7 @@ impl Qun {
     /// The @all quota left today (owner and admins).
     pub async fn at_all_quota(&self, caller: &Caller, id: GroupId) -> Result<AtAllQuota> {
         let (group, member) = self.standing(caller.user, id).await?;
-        self.require(&group, member.as_ref(), Action::Manage)?;
+        self.require_to_look(&group, member.as_ref(), Action::Manage)?;
         let day = self.clock.now_ms().div_euclid(DAY_MS);
         let [g, u] = self.at_all_counters(id, caller.user);
         let used_g = self.store.daily_count(&g.key, day).await?;
@@ -1267,35 +1285,37 @@ impl Qun {
         })
     }
 
-    /// Whether the caller may send this message into the group now; consumes
-    /// @all quota when the message mentions everyone.
+    /// Whether the caller may send this message into the group now. A message
+    /// that mentions everyone returns the @all quota it spends; the store
+    /// consumes it in the append's transaction, and not again for a retry.
     pub(crate) async fn check_may_send_in_group(
         &self,
         caller: &Caller,
         id: GroupId,
         segments: &[Segment],
-    ) -> Result<()> {
+    ) -> Result<Option<Quota>> {
         let (group, member) = self.standing(caller.user, id).await?;
         self.require(&group, member.as_ref(), Action::Send)?;
         let Some(member) = member else {
             return Err(Error::Forbidden(Denied::NotMember));
         };
-        if member.role == Role::Member {
-            if let Some(until) = member.muted_until {
-                return Err(Error::Muted { until: Some(until) });
-            }
-            if group.muted {
-                return Err(Error::Muted { until: None });
-            }
+        // A personal mute binds every role it can be given to (the owner
+        // cannot be muted); the whole-group mute exempts owner and admins.
+        if let Some(until) = member.muted_until {
+            return Err(Error::Muted { until: Some(until) });
         }
-        if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
-            self.require(&group, Some(&member), Action::Manage)?;
-            let day = self.clock.now_ms().div_euclid(DAY_MS);
-            self.store
-                .consume_daily(&self.at_all_counters(id, caller.user), day)
-                .await?;
+        if group.muted && member.role == Role::Member {
+            return Err(Error::Muted { until: None });
         }
-        Ok(())
+        if !segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
+            return Ok(None);
+        }
+        self.require(&group, Some(&member), Action::Manage)?;
+        let day = self.clock.now_ms().div_euclid(DAY_MS);
+        Ok(Some(Quota {
+            counters: self.at_all_counters(id, caller.user).to_vec(),
+            day,
+        }))
     }
 
     /// Whether the caller may recall `author`'s message in the group at any

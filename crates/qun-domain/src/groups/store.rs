@@ -101,7 +101,9 @@ pub trait GroupStore: Send + Sync + 'static {
     /// Groups matching a search, not dissolved. Unlisted groups match only by
     /// exact number.
     async fn search_groups(&self, search: GroupSearch) -> Result<Vec<Group>>;
-    /// Participants whose read position is at least `seq`, and how many.
+    /// Participants whose read position is at least `seq` and who were
+    /// participants when it was sent (in a group: joined at or before it), and
+    /// how many.
     /// With `list: false` the vector is empty and only the count is computed.
     async fn readers(
         &self,

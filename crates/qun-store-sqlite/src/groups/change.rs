@@ -439,6 +439,12 @@ fn add_member(
         )?
         .execute(params![request.0, new.approver.map(|u| u.0)])?;
     }
+    // Whatever else the newcomer had pending for this group is settled by the join.
+    conn.prepare_cached(
+        "UPDATE join_requests SET status = 'accepted', reviewer = COALESCE(reviewer, ?3)
+         WHERE group_id = ?1 AND user_id = ?2 AND status = 'pending'",
+    )?
+    .execute(params![id.0, new.user.0, new.approver.map(|u| u.0)])?;
     if let Some(code) = new.link {
         let link = joins::invite_link(conn, code)?.ok_or_else(|| not_found("invite link"))?;
         if link.group != id {

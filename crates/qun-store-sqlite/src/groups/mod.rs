@@ -354,8 +354,9 @@ pub(crate) fn share_group(conn: &Connection, a: UserId, b: UserId) -> Outcome<bo
     Ok(found.is_some())
 }
 
-/// Participants whose read position reached `seq`: how many, and who (only
-/// if `list`), ascending.
+/// Participants whose read position reached `seq` and who were there when it
+/// was sent (a newcomer's read position starts at their join): how many, and
+/// who (only if `list`), ascending.
 pub(crate) fn readers(
     conn: &Connection,
     conversation: ConversationId,
@@ -368,14 +369,22 @@ pub(crate) fn readers(
     if !list {
         let count = conn
             .prepare_cached(
-                "SELECT COUNT(*) FROM members WHERE conversation = ?1 AND read_seq >= ?2",
+                "SELECT COUNT(*) FROM members m
+                 JOIN conversations c ON c.id = m.conversation
+                 LEFT JOIN group_members g ON g.group_id = c.group_id AND g.user_id = m.user_id
+                 WHERE m.conversation = ?1 AND m.read_seq >= ?2
+                   AND (g.join_seq IS NULL OR g.join_seq <= ?2)",
             )?
             .query_row([conversation, seq], |row| row.get(0))?;
         return Ok((count, Vec::new()));
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT user_id FROM members
-         WHERE conversation = ?1 AND read_seq >= ?2 ORDER BY user_id",
+        "SELECT m.user_id FROM members m
+         JOIN conversations c ON c.id = m.conversation
+         LEFT JOIN group_members g ON g.group_id = c.group_id AND g.user_id = m.user_id
+         WHERE m.conversation = ?1 AND m.read_seq >= ?2
+           AND (g.join_seq IS NULL OR g.join_seq <= ?2)
+         ORDER BY m.user_id",
     )?;
     let users = stmt
         .query_map([conversation, seq], |row| row.get(0).map(UserId))?

@@ -6,5 +6,6 @@ mod bad_input;
 mod domain;
 mod durability;
 mod flows;
+mod groups_domain;
 mod harness;
 mod tidy;
