@@ -2,16 +2,17 @@
 //! recipients' sockets. The store stays the log: a lost notification is
 //! repaired by catch-up, so the bus never has to be durable.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::groups::model::JoinRequest;
 use crate::model::{FriendEntry, FriendRequest, StoredEvent};
-use crate::{ConversationId, PresenceState, Seq, SessionId, UserId};
+use crate::{ConversationId, NodeId, PresenceState, Seq, SessionId, UserId};
 
 /// Something that happened, to be shown live on users' devices.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LiveEvent {
     /// A new message or recall in a conversation.
     Conversation(StoredEvent),
@@ -48,7 +49,7 @@ pub enum LiveEvent {
 }
 
 /// Why sessions are being closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RevokeReason {
     /// Logout, or the user revoked a device.
     Revoked,
@@ -59,7 +60,7 @@ pub enum RevokeReason {
 }
 
 /// A message on the bus.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Notification {
     /// Deliver an event to every device of these users.
     Deliver {
@@ -67,6 +68,21 @@ pub enum Notification {
         users: Vec<UserId>,
         /// The event, shared among recipients.
         event: Arc<LiveEvent>,
+    },
+    /// A node's aggregate presence of a user changed (`None`: no device of
+    /// the user there any more). Nodes keep a replica of each other's.
+    Presence {
+        /// The announcing node.
+        node: NodeId,
+        /// Whose.
+        user: UserId,
+        /// The node's aggregate.
+        state: Option<PresenceState>,
+    },
+    /// A node is alive; nodes silent for long are forgotten, with their presence.
+    NodeAlive {
+        /// The node.
+        node: NodeId,
     },
     /// Close these sessions' sockets now.
     Revoke {

@@ -49,6 +49,13 @@ pub struct Config {
     pub argon2_iterations: u32,
     /// First automatically assigned qun number.
     pub first_user_number: u64,
+    /// Longest wait, ms, for a missing seq before live events after it go out
+    /// anyway (it was written through another node, which delivers it).
+    pub delivery_gap_ms: u64,
+    /// How often a node announces itself to the others (multi-node presence).
+    pub node_heartbeat_secs: u64,
+    /// A node silent this long is considered gone, with its users' presence.
+    pub node_timeout_secs: u64,
     /// Groups: `[limits.groups]`.
     pub groups: GroupLimits,
 }
@@ -176,6 +183,9 @@ impl Default for Config {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             first_user_number: 10001,
+            delivery_gap_ms: 100,
+            node_heartbeat_secs: 5,
+            node_timeout_secs: 15,
             groups: GroupLimits::default(),
         }
     }

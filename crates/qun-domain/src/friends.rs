@@ -1,7 +1,7 @@
 //! Friends: requests, acceptance, remarks, categories, the blacklist, likes,
 //! and presence as friends see it.
 
-use crate::bus::LiveEvent;
+use crate::bus::{LiveEvent, Notification};
 use crate::model::{Category, FriendEntry, FriendRequest, FriendUpdate, RequestStatus};
 use crate::service::check;
 use crate::{
@@ -323,15 +323,22 @@ impl Qun {
     }
 
     async fn presence_changed(&self, user: UserId, conn: u64, state: Option<PresenceState>) {
-        let (before, after) = self.presence.set(user, conn, state);
-        if before == after {
-            return;
+        let change = self.presence.set(user, conn, state);
+        if let Some(local) = change.local {
+            let n = Notification::Presence { node: self.node.clone(), user, state: local };
+            self.bus.publish(n).await;
         }
+        if change.before != change.after {
+            self.announce_presence(user, change.after).await;
+        }
+    }
+
+    /// Tells the user's friends their visible presence.
+    pub(crate) async fn announce_presence(&self, user: UserId, state: PresenceState) {
         match self.store.friends(user).await {
             Ok(friends) => {
                 let users = friends.into_iter().map(|f| f.user).collect();
-                self.deliver(users, LiveEvent::Presence { user, state: after })
-                    .await;
+                self.deliver(users, LiveEvent::Presence { user, state }).await;
             }
             Err(e) => tracing::warn!(%user, error = %e, "presence change not announced"),
         }

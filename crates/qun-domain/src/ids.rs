@@ -71,3 +71,21 @@ id_type!(
 
 /// The user id that a stored mention of everyone (@all) uses.
 pub const MENTION_ALL: UserId = UserId(0);
+
+/// A server node's id, random per process start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+impl NodeId {
+    /// A fresh random node id.
+    pub fn random() -> Self {
+        NodeId(crate::accounts::random_token(9))
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

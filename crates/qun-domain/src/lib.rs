@@ -15,6 +15,7 @@ mod error;
 mod friends;
 pub mod groups;
 mod ids;
+mod order;
 pub mod model;
 mod presence;
 mod service;

@@ -110,7 +110,7 @@ pub struct Session {
 }
 
 /// State of a friend request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestStatus {
     /// Waiting.
     Pending,
@@ -142,7 +142,7 @@ impl RequestStatus {
 }
 
 /// A friend request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FriendRequest {
     /// Id.
     pub id: FriendRequestId,
@@ -159,7 +159,7 @@ pub struct FriendRequest {
 }
 
 /// One side of a friendship, as the owner of the list sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Friend {
     /// The friend.
     pub user: UserId,
@@ -328,7 +328,7 @@ pub struct Appended {
 }
 
 /// A stored event's content.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// A message; its segments are empty once recalled.
     Message {
@@ -347,7 +347,7 @@ pub enum EventBody {
 }
 
 /// One event of a conversation, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     /// Conversation.
     pub conversation: ConversationId,
@@ -396,7 +396,7 @@ pub struct ConversationState {
 }
 
 /// A friend as the list owner sees them: the entry plus live details.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FriendEntry {
     /// The stored entry.
     pub friend: Friend,

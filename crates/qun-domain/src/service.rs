@@ -68,6 +68,8 @@ pub struct Qun {
     pub(crate) hash_permits: Semaphore,
     pub(crate) login_limits: LoginLimits,
     pub(crate) payments: Arc<dyn crate::TierPayments>,
+    pub(crate) node: crate::NodeId,
+    sequencer: Arc<crate::order::Sequencer>,
     next_conn: AtomicU64,
 }
 
@@ -89,6 +91,8 @@ impl Qun {
             clock,
             presence: PresenceRegistry::default(),
             payments: Arc::new(crate::FreeTiers),
+            node: crate::NodeId::random(),
+            sequencer: Arc::default(),
             next_conn: AtomicU64::new(1),
         }
     }
@@ -98,6 +102,51 @@ impl Qun {
     pub fn with_tier_payments(mut self, payments: Arc<dyn crate::TierPayments>) -> Self {
         self.payments = payments;
         self
+    }
+
+    /// Names this node (the bus adapter must know it before the domain exists).
+    pub fn with_node(mut self, node: crate::NodeId) -> Self {
+        self.node = node;
+        self
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &crate::NodeId {
+        &self.node
+    }
+
+    /// Takes in what other nodes announce about themselves (presence, liveness).
+    /// The node's notification sink calls this for every notification; it
+    /// ignores what is not about nodes, and its own announcements.
+    pub fn observe(&self, notification: &Notification) {
+        let now = self.clock.now_ms();
+        match notification {
+            Notification::Presence { node, user, state } if *node != self.node => {
+                self.presence.set_remote(node, *user, *state, now);
+            }
+            Notification::NodeAlive { node } if *node != self.node => {
+                self.presence.node_alive(node, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs every `node_heartbeat_secs`: announces this node and its users'
+    /// presence, and forgets silent nodes. When a node is gone, the live node
+    /// with the smallest id tells friends of the users whose presence changed.
+    pub async fn node_tick(&self) {
+        self.bus.publish(Notification::NodeAlive { node: self.node.clone() }).await;
+        for (user, state) in self.presence.local_states() {
+            let n = Notification::Presence { node: self.node.clone(), user, state: Some(state) };
+            self.bus.publish(n).await;
+        }
+        let deadline = self.clock.now_ms() - (self.config.node_timeout_secs as i64) * 1000;
+        let (changed, leader) = self.presence.expire(&self.node, deadline);
+        if leader {
+            for (user, _, after) in changed {
+                self.announce_presence(user, after).await;
+            }
+        }
     }
 
     /// The configuration in force.
@@ -123,12 +172,27 @@ impl Qun {
         if users.is_empty() {
             return;
         }
-        self.bus
-            .publish(Notification::Deliver {
-                users,
-                event: Arc::new(event),
-            })
-            .await;
+        let event = Arc::new(event);
+        let LiveEvent::Conversation(e) = &*event else {
+            self.bus.publish(Notification::Deliver { users, event }).await;
+            return;
+        };
+        let conversation = e.conversation;
+        let (ready, waiting) = self.sequencer.arrive(conversation, e.seq.0, (users, event.clone()));
+        for (users, event) in ready {
+            self.bus.publish(Notification::Deliver { users, event }).await;
+        }
+        if waiting {
+            // Whatever this node does not get in time was written elsewhere.
+            let (sequencer, bus) = (self.sequencer.clone(), self.bus.clone());
+            let gap = std::time::Duration::from_millis(self.config.delivery_gap_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(gap).await;
+                for (users, event) in sequencer.give_up(conversation) {
+                    bus.publish(Notification::Deliver { users, event }).await;
+                }
+            });
+        }
     }
 }
 

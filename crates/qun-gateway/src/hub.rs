@@ -189,6 +189,8 @@ impl NotificationSink for Hub {
                 }
                 metrics::counter!("qun_deliveries_total").increment(delivered);
             }
+            // Node announcements are the domain's business (`Qun::observe`).
+            Notification::Presence { .. } | Notification::NodeAlive { .. } => {}
             Notification::Revoke {
                 user,
                 sessions,

@@ -34,6 +34,11 @@ pub struct ServerSection {
     pub data: PathBuf,
     /// Seconds allowed for a graceful shutdown before the process exits anyway.
     pub shutdown_grace_secs: u64,
+    /// The bus between nodes: absent for a single node (in-process), or a
+    /// NATS URL such as `nats://127.0.0.1:4222`. Also `--bus` / `QUN_BUS`.
+    pub bus: Option<String>,
+    /// The NATS subject notifications travel on.
+    pub bus_subject: String,
 }
 
 impl Default for ServerSection {
@@ -42,6 +47,8 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("qun-data"),
             shutdown_grace_secs: 10,
+            bus: None,
+            bus_subject: "qun.notify".into(),
         }
     }
 }
@@ -84,6 +91,9 @@ pub fn load(opts: &ServerOpts, listen: Option<String>) -> anyhow::Result<Config>
     let mut config: Config = figment.extract().context("reading settings")?;
     if let Some(data) = &opts.data {
         config.server.data = data.clone();
+    }
+    if let Some(bus) = &opts.bus {
+        config.server.bus = Some(bus.clone());
     }
     if let Some(listen) = listen {
         config.server.listen = listen;

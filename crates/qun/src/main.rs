@@ -27,6 +27,9 @@ pub struct ServerOpts {
     /// Settings file (TOML); environment variables QUN_<SECTION>__<KEY> override it.
     #[arg(long, env = "QUN_CONFIG")]
     config: Option<PathBuf>,
+    /// The bus between nodes, e.g. nats://127.0.0.1:4222 (default: this node only).
+    #[arg(long, env = "QUN_BUS")]
+    bus: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -73,8 +76,10 @@ fn main() -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

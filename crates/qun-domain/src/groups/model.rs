@@ -241,7 +241,7 @@ pub enum JoinKind {
 }
 
 /// A join request or invitation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinRequest {
     /// Id.
     pub id: JoinRequestId,

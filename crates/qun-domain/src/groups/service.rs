@@ -188,7 +188,8 @@ impl Qun {
         self.check_join_mode(&spec.join_mode)?;
         let g = self.groups_config();
         self.tier(0)?;
-        self.store
+        let group = self
+            .store
             .create_group(NewGroup {
                 owner: caller.user,
                 name: spec.name.trim().to_owned(),
@@ -202,7 +203,12 @@ impl Qun {
                 first_number: GroupId(g.first_group_number),
                 max_owned: g.max_groups_owned,
             })
-            .await
+            .await?;
+        // The owner's other devices learn of the group from its first notice.
+        if let Some(created) = self.store.event(group.conversation, Seq(1)).await? {
+            self.deliver(vec![caller.user], LiveEvent::Conversation(created)).await;
+        }
+        Ok(group)
     }
 
     /// A group's profile; anyone may look a group up.
@@ -684,8 +690,8 @@ impl Qun {
         Ok(JoinOutcome::Pending(request))
     }
 
-    /// Adds a member with its notice; the newcomer also receives the group's
-    /// entrance announcement as a live event.
+    /// Adds a member with its notice. (Entrance announcements are listed
+    /// with `entrance: true`; clients show them to newcomers.)
     async fn admit(
         &self,
         group: &Group,

@@ -7,5 +7,6 @@ mod domain;
 mod durability;
 mod flows;
 mod groups_domain;
+mod groups_e2e;
 mod harness;
 mod tidy;
