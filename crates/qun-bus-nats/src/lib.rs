@@ -51,7 +51,11 @@ impl NatsBus {
         let me = node.0.clone();
         let task = tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
-                let from = message.headers.as_ref().and_then(|h| h.get(NODE_HEADER)).map(|v| v.as_str().to_owned());
+                let from = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(NODE_HEADER))
+                    .map(|v| v.as_str().to_owned());
                 if from.as_deref() == Some(me.as_str()) {
                     continue;
                 }
@@ -65,7 +69,15 @@ impl NatsBus {
             }
             tracing::info!("bus subscription ended");
         });
-        Ok((NatsBus { client, subject: subject.to_owned(), node, sink }, task))
+        Ok((
+            NatsBus {
+                client,
+                subject: subject.to_owned(),
+                node,
+                sink,
+            },
+            task,
+        ))
     }
 }
 
@@ -82,7 +94,11 @@ impl Bus for NatsBus {
         };
         let mut headers = HeaderMap::new();
         headers.insert(NODE_HEADER, self.node.0.as_str());
-        if let Err(e) = self.client.publish_with_headers(self.subject.clone(), headers, payload.into()).await {
+        if let Err(e) = self
+            .client
+            .publish_with_headers(self.subject.clone(), headers, payload.into())
+            .await
+        {
             // Catch-up repairs what other nodes miss; revocations are also
             // re-checked by every socket periodically.
             metrics::counter!("qun_bus_publish_failures_total").increment(1);

@@ -325,6 +325,14 @@ impl Qun {
             });
         }
         for s in segments {
+            if let Segment::Text { text } = s {
+                if text.contains('\0') {
+                    return Err(Error::invalid(
+                        "segments",
+                        "text must not contain NUL characters",
+                    ));
+                }
+            }
             match s {
                 Segment::Reply { seq } if seq.0 == 0 => {
                     return Err(Error::invalid("segments", "reply needs a sequence number"));

@@ -4463,14 +4463,24 @@ async fn check_append_quota(store: &dyn Store) {
     let key = format!("conformance-quota:{}", g.id);
     let day = 20_000;
     let quota = |limit: u32| Quota {
-        counters: vec![DailyCounter { key: key.clone(), limit, name: "conformance_quota" }],
+        counters: vec![DailyCounter {
+            key: key.clone(),
+            limit,
+            name: "conformance_quota",
+        }],
         day,
     };
     let mut first = mention_message(g.conversation, o, "quota-1", vec![Segment::MentionAll]);
     first.quota = Some(quota(1));
-    let acked = store.append(first.clone()).await.expect("an append within its quota");
+    let acked = store
+        .append(first.clone())
+        .await
+        .expect("an append within its quota");
     assert_eq!(store.daily_count(&key, day).await.expect("daily_count"), 1);
-    let retried = store.append(first).await.expect("a retry of an append with a quota");
+    let retried = store
+        .append(first)
+        .await
+        .expect("a retry of an append with a quota");
     assert!(retried.duplicate && retried.seq == acked.seq, "{retried:?}");
     assert_eq!(
         store.daily_count(&key, day).await.expect("daily_count"),
@@ -4482,12 +4492,21 @@ async fn check_append_quota(store: &dyn Store) {
     second.quota = Some(quota(1));
     assert_err!(
         store.append(second).await,
-        Error::LimitReached { limit: "conformance_quota", max: 1 },
+        Error::LimitReached {
+            limit: "conformance_quota",
+            max: 1
+        },
         "an append over its quota"
     );
     let state = state(store, o, g.conversation).await;
-    assert_eq!(state.last_seq, acked.seq, "nothing was stored over the quota");
-    assert_eq!(group_now(store, g.id).await.member_version, last.member_version);
+    assert_eq!(
+        state.last_seq, acked.seq,
+        "nothing was stored over the quota"
+    );
+    assert_eq!(
+        group_now(store, g.id).await.member_version,
+        last.member_version
+    );
 }
 
 /// A newcomer is not a reader of what was sent before they joined.
@@ -4496,13 +4515,29 @@ async fn check_readers_exclude_newcomers(store: &dyn Store) {
     let n = new_user(store, "readers-newcomer").await;
     let g = new_group(store, o, "Readers").await;
     let before = send(store, g.conversation, o, "readers-before").await;
-    store.mark_read(o, g.conversation, before.seq).await.expect("mark_read");
+    store
+        .mark_read(o, g.conversation, before.seq)
+        .await
+        .expect("mark_read");
     join(store, g.id, n).await;
-    let (count, who) = store.readers(g.conversation, before.seq, true).await.expect("readers");
-    assert_eq!((count, who), (1, vec![o]), "the newcomer did not read the earlier message");
+    let (count, who) = store
+        .readers(g.conversation, before.seq, true)
+        .await
+        .expect("readers");
+    assert_eq!(
+        (count, who),
+        (1, vec![o]),
+        "the newcomer did not read the earlier message"
+    );
     let after = send(store, g.conversation, o, "readers-after").await;
-    store.mark_read(n, g.conversation, after.seq).await.expect("mark_read");
-    let (count, _) = store.readers(g.conversation, after.seq, false).await.expect("readers");
+    store
+        .mark_read(n, g.conversation, after.seq)
+        .await
+        .expect("mark_read");
+    let (count, _) = store
+        .readers(g.conversation, after.seq, false)
+        .await
+        .expect("readers");
     assert_eq!(count, 1, "only the newcomer read the later message so far");
 }
 
@@ -4524,7 +4559,15 @@ async fn check_join_settles_pending_requests(store: &dyn Store) {
         .await
         .expect("create_join_request");
     join(store, g.id, a).await;
-    let settled = store.join_request(pending.id).await.expect("join_request").expect("it exists");
+    let settled = store
+        .join_request(pending.id)
+        .await
+        .expect("join_request")
+        .expect("it exists");
     assert_eq!(settled.status, RequestStatus::Accepted, "{settled:?}");
-    assert!(store.pending_applications(g.id).await.expect("pending_applications").is_empty());
+    assert!(store
+        .pending_applications(g.id)
+        .await
+        .expect("pending_applications")
+        .is_empty());
 }

@@ -325,7 +325,11 @@ impl Qun {
     async fn presence_changed(&self, user: UserId, conn: u64, state: Option<PresenceState>) {
         let change = self.presence.set(user, conn, state);
         if let Some(local) = change.local {
-            let n = Notification::Presence { node: self.node.clone(), user, state: local };
+            let n = Notification::Presence {
+                node: self.node.clone(),
+                user,
+                state: local,
+            };
             self.bus.publish(n).await;
         }
         if change.before != change.after {
@@ -338,7 +342,8 @@ impl Qun {
         match self.store.friends(user).await {
             Ok(friends) => {
                 let users = friends.into_iter().map(|f| f.user).collect();
-                self.deliver(users, LiveEvent::Presence { user, state }).await;
+                self.deliver(users, LiveEvent::Presence { user, state })
+                    .await;
             }
             Err(e) => tracing::warn!(%user, error = %e, "presence change not announced"),
         }

@@ -69,11 +69,17 @@ fn shown(state: Option<PresenceState>) -> PresenceState {
 
 impl Registry {
     fn local_of(&self, user: UserId) -> Option<PresenceState> {
-        self.local.get(&user).and_then(|c| best(c.iter().map(|(_, s)| *s)))
+        self.local
+            .get(&user)
+            .and_then(|c| best(c.iter().map(|(_, s)| *s)))
     }
 
     fn all_of(&self, user: UserId) -> Option<PresenceState> {
-        let remote = self.remote.get(&user).into_iter().flat_map(|n| n.values().copied());
+        let remote = self
+            .remote
+            .get(&user)
+            .into_iter()
+            .flat_map(|n| n.values().copied());
         best(self.local_of(user).into_iter().chain(remote))
     }
 }
@@ -111,7 +117,13 @@ impl PresenceRegistry {
     }
 
     /// Records another node's aggregate for a user.
-    pub(crate) fn set_remote(&self, node: &NodeId, user: UserId, state: Option<PresenceState>, now: i64) {
+    pub(crate) fn set_remote(
+        &self,
+        node: &NodeId,
+        user: UserId,
+        state: Option<PresenceState>,
+        now: i64,
+    ) {
         let mut r = self.lock();
         r.nodes.insert(node.clone(), now);
         match state {
@@ -143,8 +155,12 @@ impl PresenceRegistry {
         deadline: i64,
     ) -> (Vec<(UserId, PresenceState, PresenceState)>, bool) {
         let mut r = self.lock();
-        let dead: Vec<NodeId> =
-            r.nodes.iter().filter(|(_, seen)| **seen < deadline).map(|(n, _)| n.clone()).collect();
+        let dead: Vec<NodeId> = r
+            .nodes
+            .iter()
+            .filter(|(_, seen)| **seen < deadline)
+            .map(|(n, _)| n.clone())
+            .collect();
         let mut changed = Vec::new();
         if !dead.is_empty() {
             let users: Vec<UserId> = r.remote.keys().copied().collect();
@@ -173,7 +189,10 @@ impl PresenceRegistry {
     /// periodically, so a node that joins late or lost a message converges).
     pub(crate) fn local_states(&self) -> Vec<(UserId, PresenceState)> {
         let r = self.lock();
-        r.local.keys().filter_map(|u| r.local_of(*u).map(|s| (*u, s))).collect()
+        r.local
+            .keys()
+            .filter_map(|u| r.local_of(*u).map(|s| (*u, s)))
+            .collect()
     }
 }
 
@@ -204,9 +223,17 @@ mod tests {
         let (me, other) = (NodeId("a".into()), NodeId("b".into()));
         let u = UserId(10001);
         let change = reg.set(u, 1, Some(Away));
-        assert_eq!(change.local, Some(Some(Away)), "a new local aggregate is announced");
+        assert_eq!(
+            change.local,
+            Some(Some(Away)),
+            "a new local aggregate is announced"
+        );
         reg.set_remote(&other, u, Some(Online), 1_000);
-        assert_eq!(reg.visible(u), Online, "the other node's device is more available");
+        assert_eq!(
+            reg.visible(u),
+            Online,
+            "the other node's device is more available"
+        );
         let change = reg.set(u, 1, Some(Away));
         assert_eq!(change.local, None, "nothing new to announce");
         let (changed, leader) = reg.expire(&me, 500);

@@ -69,7 +69,6 @@ pub struct Qun {
     pub(crate) login_limits: LoginLimits,
     pub(crate) payments: Arc<dyn crate::TierPayments>,
     pub(crate) node: crate::NodeId,
-    sequencer: Arc<crate::order::Sequencer>,
     next_conn: AtomicU64,
 }
 
@@ -92,7 +91,6 @@ impl Qun {
             presence: PresenceRegistry::default(),
             payments: Arc::new(crate::FreeTiers),
             node: crate::NodeId::random(),
-            sequencer: Arc::default(),
             next_conn: AtomicU64::new(1),
         }
     }
@@ -135,9 +133,17 @@ impl Qun {
     /// presence, and forgets silent nodes. When a node is gone, the live node
     /// with the smallest id tells friends of the users whose presence changed.
     pub async fn node_tick(&self) {
-        self.bus.publish(Notification::NodeAlive { node: self.node.clone() }).await;
+        self.bus
+            .publish(Notification::NodeAlive {
+                node: self.node.clone(),
+            })
+            .await;
         for (user, state) in self.presence.local_states() {
-            let n = Notification::Presence { node: self.node.clone(), user, state: Some(state) };
+            let n = Notification::Presence {
+                node: self.node.clone(),
+                user,
+                state: Some(state),
+            };
             self.bus.publish(n).await;
         }
         let deadline = self.clock.now_ms() - (self.config.node_timeout_secs as i64) * 1000;
@@ -172,27 +178,12 @@ impl Qun {
         if users.is_empty() {
             return;
         }
-        let event = Arc::new(event);
-        let LiveEvent::Conversation(e) = &*event else {
-            self.bus.publish(Notification::Deliver { users, event }).await;
-            return;
-        };
-        let conversation = e.conversation;
-        let (ready, waiting) = self.sequencer.arrive(conversation, e.seq.0, (users, event.clone()));
-        for (users, event) in ready {
-            self.bus.publish(Notification::Deliver { users, event }).await;
-        }
-        if waiting {
-            // Whatever this node does not get in time was written elsewhere.
-            let (sequencer, bus) = (self.sequencer.clone(), self.bus.clone());
-            let gap = std::time::Duration::from_millis(self.config.delivery_gap_ms);
-            tokio::spawn(async move {
-                tokio::time::sleep(gap).await;
-                for (users, event) in sequencer.give_up(conversation) {
-                    bus.publish(Notification::Deliver { users, event }).await;
-                }
-            });
-        }
+        self.bus
+            .publish(Notification::Deliver {
+                users,
+                event: Arc::new(event),
+            })
+            .await;
     }
 }
 

@@ -67,7 +67,8 @@ impl NotificationSink for NoSockets {
 
 /// Runs one administration command.
 pub async fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
-    let store = Arc::new(crate::serve::open_store_for_admin(&config)?);
+    let backend = crate::backend::Backend::open(&config).await?;
+    let store = backend.store();
     let bus = Arc::new(LocalBus::new(Arc::new(NoSockets)));
     let qun = Qun::new(
         store.clone(),
@@ -77,9 +78,7 @@ pub async fn run(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     );
     let result = execute(&qun, command).await;
     drop(qun);
-    if let Ok(store) = Arc::try_unwrap(store) {
-        store.close().await;
-    }
+    backend.close(std::time::Duration::from_secs(10)).await;
     result
 }
 

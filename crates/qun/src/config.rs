@@ -34,6 +34,9 @@ pub struct ServerSection {
     pub data: PathBuf,
     /// Seconds allowed for a graceful shutdown before the process exits anyway.
     pub shutdown_grace_secs: u64,
+    /// The store: absent or `sqlite` for the embedded file in the data folder,
+    /// or a PostgreSQL URL. Also `--store` / `QUN_STORE`.
+    pub store: Option<String>,
     /// The bus between nodes: absent for a single node (in-process), or a
     /// NATS URL such as `nats://127.0.0.1:4222`. Also `--bus` / `QUN_BUS`.
     pub bus: Option<String>,
@@ -47,6 +50,7 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("qun-data"),
             shutdown_grace_secs: 10,
+            store: None,
             bus: None,
             bus_subject: "qun.notify".into(),
         }
@@ -61,6 +65,37 @@ pub struct StorageSection {
     pub readers: usize,
     /// Most writes committed together (group commit).
     pub max_batch: usize,
+    /// `[storage.postgres]`
+    pub postgres: PostgresSection,
+}
+
+/// `[storage.postgres]`: the PostgreSQL store's pool and batching.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresSection {
+    /// Pooled connections for reads and non-append writes.
+    pub pool_size: usize,
+    /// Append writer tasks (each with its own connection).
+    pub writers: usize,
+    /// Most appends per transaction.
+    pub max_batch: usize,
+    /// Statement timeout, ms.
+    pub statement_timeout_ms: u64,
+    /// Connect timeout, ms.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        let d = qun_store_postgres::PostgresOptions::default();
+        PostgresSection {
+            pool_size: d.pool_size,
+            writers: d.writers,
+            max_batch: d.max_batch,
+            statement_timeout_ms: d.statement_timeout.as_millis() as u64,
+            connect_timeout_ms: d.connect_timeout.as_millis() as u64,
+        }
+    }
 }
 
 impl Default for StorageSection {
@@ -69,6 +104,7 @@ impl Default for StorageSection {
         StorageSection {
             readers: d.readers,
             max_batch: d.max_batch,
+            postgres: PostgresSection::default(),
         }
     }
 }
@@ -91,6 +127,9 @@ pub fn load(opts: &ServerOpts, listen: Option<String>) -> anyhow::Result<Config>
     let mut config: Config = figment.extract().context("reading settings")?;
     if let Some(data) = &opts.data {
         config.server.data = data.clone();
+    }
+    if let Some(store) = &opts.store {
+        config.server.store = Some(store.clone());
     }
     if let Some(bus) = &opts.bus {
         config.server.bus = Some(bus.clone());

@@ -2,6 +2,7 @@
 //! This is the only place where storage, bus and gateway are wired together.
 
 mod admin;
+mod backend;
 mod cli;
 mod config;
 mod serve;
@@ -27,6 +28,9 @@ pub struct ServerOpts {
     /// Settings file (TOML); environment variables QUN_<SECTION>__<KEY> override it.
     #[arg(long, env = "QUN_CONFIG")]
     config: Option<PathBuf>,
+    /// The store: sqlite (default, in the data folder) or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "QUN_STORE")]
+    store: Option<String>,
     /// The bus between nodes, e.g. nats://127.0.0.1:4222 (default: this node only).
     #[arg(long, env = "QUN_BUS")]
     bus: Option<String>,

@@ -4,20 +4,27 @@
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use crate::backend::Backend;
 use anyhow::Context;
 use qun_bus_nats::NatsBus;
 use qun_domain::bus::{Bus, Notification, NotificationSink};
+use qun_domain::order::DeliveryOrder;
 use qun_domain::{LocalBus, NodeId, Qun, SystemClock};
 use qun_gateway::{AppState, Hub};
-use qun_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::config::Config;
 
 /// Runs the server.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = Arc::new(open_store(&config)?);
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
     let hub = Arc::new(Hub::new());
-    let sink = Arc::new(NodeSink { qun: OnceLock::new(), hub: hub.clone() });
+    let sink = Arc::new(NodeSink {
+        qun: OnceLock::new(),
+        hub: hub.clone(),
+        order: Arc::default(),
+        gap: Duration::from_millis(config.limits.delivery_gap_ms),
+    });
     let node = NodeId::random();
     let bus: Arc<dyn Bus> = match &config.server.bus {
         None => Arc::new(LocalBus::new(sink.clone())),
@@ -31,10 +38,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let qun = Arc::new(
-        Qun::new(store.clone(), bus, config.limits.clone(), Arc::new(SystemClock)).with_node(node),
+        Qun::new(store, bus, config.limits.clone(), Arc::new(SystemClock)).with_node(node),
     );
     let _ = sink.qun.set(Arc::downgrade(&qun));
-    let ticker = tokio::spawn(node_ticks(Arc::downgrade(&qun), config.limits.node_heartbeat_secs));
+    let ticker = tokio::spawn(node_ticks(
+        Arc::downgrade(&qun),
+        config.limits.node_heartbeat_secs,
+    ));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| tracing::warn!(error = %e, "metrics disabled"))
@@ -61,33 +71,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Upgraded sockets finish on their own tasks; give them a moment to send
     // their close frames before the store is closed under them.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    match tokio::time::timeout(grace, async {
-        // The store is shared with in-flight handlers; wait for them to let go.
-        let mut store = store;
-        loop {
-            match Arc::try_unwrap(store) {
-                Ok(s) => return s.close().await,
-                Err(shared) => store = shared,
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    {
-        Ok(()) => tracing::info!("storage closed"),
-        Err(_) => tracing::warn!("storage still in use after the grace period; every acknowledged write is already durable"),
-    }
+    backend.close(grace).await;
     served.context("server failed")
-}
-
-fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    let path = config.server.data.join("qun.sqlite3");
-    let opts = SqliteOptions {
-        readers: config.storage.readers,
-        max_batch: config.storage.max_batch,
-    };
-    SqliteStore::open(&path, opts)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
 }
 
 async fn shutdown_signal() {
@@ -113,16 +98,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// Opens the store for administration (shared with `admin`).
-pub fn open_store_for_admin(config: &Config) -> anyhow::Result<SqliteStore> {
-    open_store(config)
-}
-
 /// Where this node's notifications go: node announcements to the domain,
-/// everything to the sockets of this node.
+/// everything to the sockets of this node, each conversation's events in seq
+/// order whichever node they come from.
 struct NodeSink {
     qun: OnceLock<Weak<Qun>>,
     hub: Arc<Hub>,
+    order: Arc<DeliveryOrder>,
+    gap: Duration,
 }
 
 impl NotificationSink for NodeSink {
@@ -130,7 +113,15 @@ impl NotificationSink for NodeSink {
         if let Some(qun) = self.qun.get().and_then(Weak::upgrade) {
             qun.observe(notification);
         }
-        self.hub.deliver(notification);
+        let hub = &self.hub;
+        let waiting = self.order.arrive(notification.clone(), |n| hub.deliver(n));
+        if let Some(conversation) = waiting {
+            let (order, hub, gap) = (self.order.clone(), self.hub.clone(), self.gap);
+            tokio::spawn(async move {
+                tokio::time::sleep(gap).await;
+                order.give_up(conversation, |n| hub.deliver(n));
+            });
+        }
     }
 }
 

@@ -206,7 +206,8 @@ impl Qun {
             .await?;
         // The owner's other devices learn of the group from its first notice.
         if let Some(created) = self.store.event(group.conversation, Seq(1)).await? {
-            self.deliver(vec![caller.user], LiveEvent::Conversation(created)).await;
+            self.deliver(vec![caller.user], LiveEvent::Conversation(created))
+                .await;
         }
         Ok(group)
     }

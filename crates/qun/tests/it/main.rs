@@ -3,6 +3,7 @@
 //! (those run when `QUN_E2E=1`, as the README's test command sets).
 
 mod bad_input;
+mod bench_smoke;
 mod domain;
 mod durability;
 mod flows;
