@@ -32,7 +32,10 @@ impl Qun {
     async fn recipients(&self, conv: &Conversation) -> Result<Vec<UserId>> {
         match conv.kind {
             ConversationKind::Direct => Ok(conv.members.clone()),
-            ConversationKind::Group(g) => self.store.member_ids(g).await,
+            ConversationKind::Group(g) => {
+                let group = self.store.group(g).await?.ok_or(Error::NotFound("group"))?;
+                self.group_recipients(&group).await
+            }
         }
     }
 
@@ -64,8 +67,29 @@ impl Qun {
     ) -> Result<Appended> {
         self.check_client_msg_id(client_msg_id)?;
         self.check_segments(&segments)?;
-        let conv = self.conversation_for(caller, conversation).await?;
-        let quota = self.check_may_send(caller, &conv, &segments).await?;
+        let conv = self
+            .store
+            .conversation(conversation)
+            .await?
+            .ok_or(Error::NotFound("conversation"))?;
+        // Who receives it is settled before the write, so a committed message
+        // is never answered with an error.
+        let (quota, users) = match conv.kind {
+            ConversationKind::Direct => {
+                if !conv.members.contains(&caller.user) {
+                    return Err(Error::Forbidden(Denied::NotMember));
+                }
+                (
+                    self.check_may_send(caller, &conv, &segments).await?,
+                    conv.members.clone(),
+                )
+            }
+            ConversationKind::Group(g) => {
+                let (group, member) = self.standing(caller.user, g).await?;
+                let quota = self.check_may_send_in_group(caller, &group, member, &segments)?;
+                (quota, self.group_recipients(&group).await?)
+            }
+        };
         let append = Append {
             quota,
             conversation,
@@ -88,7 +112,6 @@ impl Qun {
                     recalled: false,
                 },
             };
-            let users = self.recipients(&conv).await?;
             self.deliver(users, LiveEvent::Conversation(event)).await;
         }
         Ok(appended)
@@ -128,9 +151,9 @@ impl Qun {
                 }
                 Ok(None)
             }
-            ConversationKind::Group(group) => {
-                self.check_may_send_in_group(caller, group, segments).await
-            }
+            ConversationKind::Group(_) => Err(Error::Internal(
+                "group sends are checked by the group".into(),
+            )),
         }
     }
 

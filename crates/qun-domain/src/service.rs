@@ -69,6 +69,7 @@ pub struct Qun {
     pub(crate) login_limits: LoginLimits,
     pub(crate) payments: Arc<dyn crate::TierPayments>,
     pub(crate) node: crate::NodeId,
+    pub(crate) member_cache: crate::groups::cache::MemberCache,
     next_conn: AtomicU64,
 }
 
@@ -91,6 +92,7 @@ impl Qun {
             presence: PresenceRegistry::default(),
             payments: Arc::new(crate::FreeTiers),
             node: crate::NodeId::random(),
+            member_cache: Default::default(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -53,10 +53,17 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Initial read buffer per socket (tungstenite's default is 128 KiB).
     pub ws_read_buffer_bytes: usize,
-    /// Write buffer per socket before a flush is forced.
+    /// Bytes a socket's writer gathers before writing; the writer flushes
+    /// after each batch of queued frames, so frames are coalesced into few
+    /// writes.
     pub ws_write_buffer_bytes: usize,
     /// Most bytes buffered for writing per socket.
     pub ws_max_write_buffer_bytes: usize,
+    /// Kernel send buffer of each accepted socket (0: the system's default,
+    /// which lets a stalled client hold megabytes before its queue fills).
+    pub socket_send_buffer_bytes: u32,
+    /// Listen backlog, for reconnect storms.
+    pub listen_backlog: u32,
 }
 
 impl Default for GatewayConfig {
@@ -66,12 +73,14 @@ impl Default for GatewayConfig {
             heartbeat_secs: 30,
             heartbeat_timeout_secs: 90,
             auth_timeout_secs: 10,
-            session_recheck_secs: 30,
+            session_recheck_secs: 300,
             max_frame_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,
-            ws_read_buffer_bytes: 4 * 1024,
-            ws_write_buffer_bytes: 0,
+            ws_read_buffer_bytes: 1024,
+            ws_write_buffer_bytes: 16 * 1024,
             ws_max_write_buffer_bytes: 256 * 1024,
+            socket_send_buffer_bytes: 64 * 1024,
+            listen_backlog: 4096,
         }
     }
 }

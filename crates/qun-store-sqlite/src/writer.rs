@@ -181,7 +181,11 @@ fn commit_batch(conn: &Connection, jobs: impl Iterator<Item = Box<dyn Job>>) -> 
             }
             open = true;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT command") {
+        // Cached statements: parsing these for every command showed in profiles.
+        if let Err(e) = conn
+            .prepare_cached("SAVEPOINT command")
+            .and_then(|mut st| st.execute([]))
+        {
             job.answer(Some(&map_sqlite(e)));
             continue;
         }
@@ -197,12 +201,14 @@ fn commit_batch(conn: &Connection, jobs: impl Iterator<Item = Box<dyn Job>>) -> 
             open = false;
             continue;
         }
-        let end = if ok {
-            "RELEASE command"
+        let ended = if ok {
+            conn.prepare_cached("RELEASE command")
+                .and_then(|mut st| st.execute([]))
+                .map(|_| ())
         } else {
-            "ROLLBACK TO command; RELEASE command"
+            conn.execute_batch("ROLLBACK TO command; RELEASE command")
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = ended {
             let e = map_sqlite(e);
             tracing::error!(error = %e, "sqlite savepoint failed; abandoning the batch");
             abandon(conn, &mut ran, &e);

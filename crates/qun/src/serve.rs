@@ -56,9 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
     };
 
-    let listener = tokio::net::TcpListener::bind(&config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let listener = listen(&config).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port.
     println!("qun listening on http://{addr}");
@@ -133,4 +131,28 @@ async fn node_ticks(qun: Weak<Qun>, every_secs: u64) {
         let Some(qun) = qun.upgrade() else { return };
         qun.node_tick().await;
     }
+}
+
+/// The listening socket. Accepted sockets inherit its send buffer size.
+async fn listen(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let spec = &config.server.listen;
+    let addr = tokio::net::lookup_host(spec)
+        .await
+        .with_context(|| format!("cannot resolve {spec}"))?
+        .next()
+        .with_context(|| format!("{spec} names no address"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    let g = &config.gateway;
+    if g.socket_send_buffer_bytes > 0 {
+        socket.set_send_buffer_size(g.socket_send_buffer_bytes)?;
+    }
+    socket
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {spec}"))?;
+    Ok(socket.listen(g.listen_backlog.max(1))?)
 }

@@ -1,6 +1,7 @@
 //! QQ groups: tiers, roles, join flows, moderation, announcements, essence,
 //! mentions, receipts, honours and temporary sessions.
 
+pub(crate) mod cache;
 pub mod model;
 pub mod policy;
 pub mod service;

@@ -104,7 +104,11 @@ impl Qun {
     }
 
     /// The group and the caller's entry in it (if any).
-    async fn standing(&self, user: UserId, id: GroupId) -> Result<(Group, Option<Member>)> {
+    pub(crate) async fn standing(
+        &self,
+        user: UserId,
+        id: GroupId,
+    ) -> Result<(Group, Option<Member>)> {
         let group = self
             .store
             .group(id)
@@ -169,7 +173,7 @@ impl Qun {
             .store
             .change_group(group.id, actor, change, notice, self.clock.now_ms())
             .await?;
-        let mut users = self.store.member_ids(group.id).await?;
+        let mut users = self.group_recipients(&changed.group).await?;
         users.extend_from_slice(also);
         match self
             .store
@@ -180,6 +184,18 @@ impl Qun {
             None => tracing::warn!(group = %group.id, "a stored notice could not be read back"),
         }
         Ok(changed)
+    }
+
+    /// Every member of the group, from a per-node cache keyed on the group's
+    /// member-list version (which every membership change bumps, on any node).
+    pub(crate) async fn group_recipients(&self, group: &Group) -> Result<Vec<UserId>> {
+        if let Some(ids) = self.member_cache.get(group.id, group.member_version) {
+            return Ok(ids.as_ref().clone());
+        }
+        let ids = std::sync::Arc::new(self.store.member_ids(group.id).await?);
+        self.member_cache
+            .put(group.id, group.member_version, ids.clone());
+        Ok(ids.as_ref().clone())
     }
 
     /// Creates a group owned by the caller, on the first tier.
@@ -1295,14 +1311,15 @@ impl Qun {
     /// Whether the caller may send this message into the group now. A message
     /// that mentions everyone returns the @all quota it spends; the store
     /// consumes it in the append's transaction, and not again for a retry.
-    pub(crate) async fn check_may_send_in_group(
+    pub(crate) fn check_may_send_in_group(
         &self,
         caller: &Caller,
-        id: GroupId,
+        group: &Group,
+        member: Option<Member>,
         segments: &[Segment],
     ) -> Result<Option<Quota>> {
-        let (group, member) = self.standing(caller.user, id).await?;
-        self.require(&group, member.as_ref(), Action::Send)?;
+        let (group, id) = (group, group.id);
+        self.require(group, member.as_ref(), Action::Send)?;
         let Some(member) = member else {
             return Err(Error::Forbidden(Denied::NotMember));
         };
@@ -1317,7 +1334,7 @@ impl Qun {
         if !segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
             return Ok(None);
         }
-        self.require(&group, Some(&member), Action::Manage)?;
+        self.require(group, Some(&member), Action::Manage)?;
         let day = self.clock.now_ms().div_euclid(DAY_MS);
         Ok(Some(Quota {
             counters: self.at_all_counters(id, caller.user).to_vec(),
