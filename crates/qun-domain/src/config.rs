@@ -183,7 +183,7 @@ impl Default for Config {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             first_user_number: 10001,
-            delivery_gap_ms: 1000,
+            delivery_gap_ms: 250,
             node_heartbeat_secs: 5,
             node_timeout_secs: 15,
             groups: GroupLimits::default(),

@@ -22,8 +22,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sink = Arc::new(NodeSink {
         qun: OnceLock::new(),
         hub: hub.clone(),
-        order: Arc::default(),
-        gap: Duration::from_millis(config.limits.delivery_gap_ms),
+        order: Arc::new(DeliveryOrder::new(config.limits.delivery_gap_ms)),
+        started: std::time::Instant::now(),
     });
     let node = NodeId::random();
     let bus: Arc<dyn Bus> = match &config.server.bus {
@@ -103,7 +103,13 @@ struct NodeSink {
     qun: OnceLock<Weak<Qun>>,
     hub: Arc<Hub>,
     order: Arc<DeliveryOrder>,
-    gap: Duration,
+    started: std::time::Instant,
+}
+
+impl NodeSink {
+    fn now_ms(started: std::time::Instant) -> u64 {
+        started.elapsed().as_millis() as u64
+    }
 }
 
 impl NotificationSink for NodeSink {
@@ -112,12 +118,24 @@ impl NotificationSink for NodeSink {
             qun.observe(notification);
         }
         let hub = &self.hub;
-        let waiting = self.order.arrive(notification.clone(), |n| hub.deliver(n));
-        if let Some(conversation) = waiting {
-            let (order, hub, gap) = (self.order.clone(), self.hub.clone(), self.gap);
+        let now = Self::now_ms(self.started);
+        let waiting = self
+            .order
+            .arrive(notification.clone(), now, |n| hub.deliver(n));
+        if let Some((conversation, mut at)) = waiting {
+            // Wakes when the oldest gap's bound passes; gives up only gaps
+            // that are really that old.
+            let (order, hub, started) = (self.order.clone(), self.hub.clone(), self.started);
             tokio::spawn(async move {
-                tokio::time::sleep(gap).await;
-                order.give_up(conversation, |n| hub.deliver(n));
+                loop {
+                    let wait = at.saturating_sub(Self::now_ms(started));
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let now = Self::now_ms(started);
+                    match order.give_up(conversation, now, |n| hub.deliver(n)) {
+                        Some(next) => at = next,
+                        None => return,
+                    }
+                }
             });
         }
     }

@@ -10,4 +10,5 @@ mod flows;
 mod groups_domain;
 mod groups_e2e;
 mod harness;
+mod multinode;
 mod tidy;
