@@ -6,7 +6,7 @@
 use crate::bus::LiveEvent;
 use crate::model::{
     Append, AppendBody, Appended, Conversation, ConversationKind, ConversationState, EventBody,
-    EventRange, Quota, Segment, StoredEvent,
+    EventRange, Segment, StoredEvent,
 };
 use crate::{Caller, ConversationId, Denied, Error, HistoryRange, Qun, Result, Seq, UserId};
 
@@ -79,10 +79,8 @@ impl Qun {
                 if !conv.members.contains(&caller.user) {
                     return Err(Error::Forbidden(Denied::NotMember));
                 }
-                (
-                    self.check_may_send(caller, &conv, &segments).await?,
-                    conv.members.clone(),
-                )
+                self.check_may_send_direct(caller, &conv, &segments).await?;
+                (None, conv.members.clone())
             }
             ConversationKind::Group(g) => {
                 let (group, member) = self.standing(caller.user, g).await?;
@@ -117,43 +115,36 @@ impl Qun {
         Ok(appended)
     }
 
-    /// Whether the caller may send this; returns the quota the message spends.
-    async fn check_may_send(
+    /// Whether the caller may write in a direct conversation: friends, or a
+    /// temporary session between members of a shared group; never blocked.
+    async fn check_may_send_direct(
         &self,
         caller: &Caller,
         conv: &Conversation,
         segments: &[Segment],
-    ) -> Result<Option<Quota>> {
-        match conv.kind {
-            ConversationKind::Direct => {
-                if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
-                    return Err(Error::invalid("segments", "@all is for groups"));
-                }
-                let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
-                    return Err(Error::Forbidden(Denied::NotMember));
-                };
-                if self.store.is_blocked_either(caller.user, peer).await? {
-                    return Err(Error::Forbidden(Denied::Blocked));
-                }
-                if self.store.friend(caller.user, peer).await?.is_none() {
-                    // Not friends: only as a temporary session of group members.
-                    let peer_user = self
-                        .store
-                        .user(peer)
-                        .await?
-                        .ok_or(Error::NotFound("user"))?;
-                    return match self.check_temp_session(caller.user, &peer_user).await {
-                        Err(Error::Forbidden(Denied::NoSharedGroup)) => {
-                            Err(Error::Forbidden(Denied::NotFriends))
-                        }
-                        other => other.map(|()| None),
-                    };
-                }
-                Ok(None)
+    ) -> Result<()> {
+        if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
+            return Err(Error::invalid("segments", "@all is for groups"));
+        }
+        let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
+            return Err(Error::Forbidden(Denied::NotMember));
+        };
+        if self.store.is_blocked_either(caller.user, peer).await? {
+            return Err(Error::Forbidden(Denied::Blocked));
+        }
+        if self.store.friend(caller.user, peer).await?.is_some() {
+            return Ok(());
+        }
+        let peer_user = self
+            .store
+            .user(peer)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        match self.check_temp_session(caller.user, &peer_user).await {
+            Err(Error::Forbidden(Denied::NoSharedGroup)) => {
+                Err(Error::Forbidden(Denied::NotFriends))
             }
-            ConversationKind::Group(_) => Err(Error::Internal(
-                "group sends are checked by the group".into(),
-            )),
+            other => other,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP statuses and stable wire codes.
 //! A 500 tells the caller nothing internal; the log gets everything.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use qun_domain::{AuthError, Denied, Error};
@@ -111,29 +111,6 @@ impl From<Error> for ApiError {
             _ => {}
         }
         api
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        match r {
-            JsonRejection::JsonDataError(e) => ApiError::invalid_field(e.body_text()),
-            JsonRejection::JsonSyntaxError(e) => ApiError::invalid_json(e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::invalid_json("expected a body with Content-Type: application/json")
-            }
-            JsonRejection::BytesRejection(e) => {
-                let status = e.status();
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    let mut api = ApiError::new(status, codes::TOO_LARGE, "request body too large");
-                    api.body.limit = Some("max_body_bytes".into());
-                    api
-                } else {
-                    ApiError::invalid_json(e.body_text())
-                }
-            }
-            other => ApiError::invalid_json(other.body_text()),
-        }
     }
 }
 

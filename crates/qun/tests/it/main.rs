@@ -2,6 +2,9 @@
 //! controlled clock, and end-to-end suites against real `qun serve` processes
 //! (those run when `QUN_E2E=1`, as the README's test command sets).
 
+// Test code: a panic is how a check fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod bench_smoke;
 mod domain;
