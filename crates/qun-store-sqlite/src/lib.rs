@@ -146,12 +146,22 @@ impl SqliteStore {
         }
     }
 
-    async fn read<T, F>(&self, op: F) -> Result<T>
+    /// A lookup of one row or a few by index (see [`readers`]).
+    async fn point<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> error::Outcome<T> + Send + 'static,
     {
-        self.readers.read(op).await
+        self.readers.point(op).await
+    }
+
+    /// A read that may walk many rows (see [`readers`]).
+    async fn scan<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> error::Outcome<T> + Send + 'static,
+    {
+        self.readers.scan(op).await
     }
 }
 
@@ -195,11 +205,11 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
-        self.read(move |c| accounts::user(c, id)).await
+        self.point(move |c| accounts::user(c, id)).await
     }
 
     async fn users(&self, after: UserId, limit: u32) -> Result<Vec<User>> {
-        self.read(move |c| accounts::users(c, after, limit)).await
+        self.scan(move |c| accounts::users(c, after, limit)).await
     }
 
     async fn update_profile(&self, id: UserId, update: ProfileUpdate) -> Result<()> {
@@ -226,17 +236,17 @@ impl Store for SqliteStore {
 
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<Session>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |c| accounts::session_by_token(c, &token_hash))
+        self.point(move |c| accounts::session_by_token(c, &token_hash))
             .await
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>> {
         let id = id.clone();
-        self.read(move |c| accounts::session(c, &id)).await
+        self.point(move |c| accounts::session(c, &id)).await
     }
 
     async fn sessions(&self, user: UserId) -> Result<Vec<Session>> {
-        self.read(move |c| accounts::sessions(c, user)).await
+        self.scan(move |c| accounts::sessions(c, user)).await
     }
 
     async fn revoke_sessions(
@@ -265,11 +275,11 @@ impl Store for SqliteStore {
     }
 
     async fn friend_request(&self, id: FriendRequestId) -> Result<Option<FriendRequest>> {
-        self.read(move |c| friends::request(c, id)).await
+        self.point(move |c| friends::request(c, id)).await
     }
 
     async fn pending_friend_requests(&self, user: UserId) -> Result<Vec<FriendRequest>> {
-        self.read(move |c| friends::pending_requests(c, user)).await
+        self.scan(move |c| friends::pending_requests(c, user)).await
     }
 
     async fn accept_friend_request(
@@ -288,11 +298,11 @@ impl Store for SqliteStore {
     }
 
     async fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
-        self.read(move |c| friends::friends(c, user)).await
+        self.scan(move |c| friends::friends(c, user)).await
     }
 
     async fn friend(&self, user: UserId, other: UserId) -> Result<Option<Friend>> {
-        self.read(move |c| friends::friend(c, user, other)).await
+        self.point(move |c| friends::friend(c, user, other)).await
     }
 
     async fn update_friend(&self, user: UserId, other: UserId, update: FriendUpdate) -> Result<()> {
@@ -305,7 +315,7 @@ impl Store for SqliteStore {
     }
 
     async fn categories(&self, user: UserId) -> Result<Vec<Category>> {
-        self.read(move |c| friends::categories(c, user)).await
+        self.scan(move |c| friends::categories(c, user)).await
     }
 
     async fn create_category(&self, user: UserId, name: &str, max: usize) -> Result<Category> {
@@ -335,11 +345,11 @@ impl Store for SqliteStore {
     }
 
     async fn blocked(&self, user: UserId) -> Result<Vec<(UserId, i64)>> {
-        self.read(move |c| friends::blocked(c, user)).await
+        self.scan(move |c| friends::blocked(c, user)).await
     }
 
     async fn is_blocked_either(&self, a: UserId, b: UserId) -> Result<bool> {
-        self.read(move |c| friends::is_blocked_either(c, a, b))
+        self.point(move |c| friends::is_blocked_either(c, a, b))
             .await
     }
 
@@ -350,7 +360,7 @@ impl Store for SqliteStore {
 
     // --- conversations --------------------------------------------------
     async fn direct_conversation(&self, a: UserId, b: UserId) -> Result<Option<ConversationId>> {
-        self.read(move |c| conversations::direct(c, a, b)).await
+        self.point(move |c| conversations::direct(c, a, b)).await
     }
 
     async fn ensure_direct_conversation(
@@ -364,7 +374,8 @@ impl Store for SqliteStore {
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
-        self.read(move |c| conversations::conversation(c, id)).await
+        self.point(move |c| conversations::conversation(c, id))
+            .await
     }
 
     async fn append(&self, append: Append) -> Result<Appended> {
@@ -372,7 +383,7 @@ impl Store for SqliteStore {
     }
 
     async fn event(&self, conversation: ConversationId, seq: Seq) -> Result<Option<StoredEvent>> {
-        self.read(move |c| conversations::event(c, conversation, seq))
+        self.point(move |c| conversations::event(c, conversation, seq))
             .await
     }
 
@@ -381,12 +392,12 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         range: EventRange,
     ) -> Result<Vec<StoredEvent>> {
-        self.read(move |c| conversations::events(c, conversation, range))
+        self.scan(move |c| conversations::events(c, conversation, range))
             .await
     }
 
     async fn conversation_states(&self, user: UserId) -> Result<Vec<ConversationState>> {
-        self.read(move |c| conversations::states(c, user)).await
+        self.scan(move |c| conversations::states(c, user)).await
     }
 
     async fn conversation_state(
@@ -394,7 +405,7 @@ impl Store for SqliteStore {
         user: UserId,
         conversation: ConversationId,
     ) -> Result<Option<ConversationState>> {
-        self.read(move |c| conversations::state(c, user, conversation))
+        self.point(move |c| conversations::state(c, user, conversation))
             .await
     }
 
@@ -412,11 +423,11 @@ impl GroupStore for SqliteStore {
     }
 
     async fn group(&self, id: GroupId) -> Result<Option<Group>> {
-        self.read(move |c| groups::group(c, id)).await
+        self.point(move |c| groups::group(c, id)).await
     }
 
     async fn group_of_conversation(&self, conversation: ConversationId) -> Result<Option<GroupId>> {
-        self.read(move |c| groups::group_of_conversation(c, conversation))
+        self.point(move |c| groups::group_of_conversation(c, conversation))
             .await
     }
 
@@ -433,37 +444,37 @@ impl GroupStore for SqliteStore {
     }
 
     async fn member(&self, group: GroupId, user: UserId) -> Result<Option<Member>> {
-        self.read(move |c| groups::member(c, group, user)).await
+        self.point(move |c| groups::member(c, group, user)).await
     }
 
     async fn members(&self, group: GroupId, after: UserId, limit: u32) -> Result<Vec<Member>> {
-        self.read(move |c| groups::members(c, group, after, limit))
+        self.scan(move |c| groups::members(c, group, after, limit))
             .await
     }
 
     async fn member_ids(&self, group: GroupId) -> Result<Vec<UserId>> {
-        self.read(move |c| groups::member_ids(c, group)).await
+        self.scan(move |c| groups::member_ids(c, group)).await
     }
 
     async fn managers(&self, group: GroupId) -> Result<Vec<UserId>> {
-        self.read(move |c| groups::managers(c, group)).await
+        self.scan(move |c| groups::managers(c, group)).await
     }
 
     async fn member_changes(&self, group: GroupId, since: u64) -> Result<Vec<MemberChange>> {
-        self.read(move |c| groups::member_changes(c, group, since))
+        self.scan(move |c| groups::member_changes(c, group, since))
             .await
     }
 
     async fn groups_of(&self, user: UserId) -> Result<Vec<GroupId>> {
-        self.read(move |c| groups::groups_of(c, user)).await
+        self.scan(move |c| groups::groups_of(c, user)).await
     }
 
     async fn share_group(&self, a: UserId, b: UserId) -> Result<bool> {
-        self.read(move |c| groups::share_group(c, a, b)).await
+        self.point(move |c| groups::share_group(c, a, b)).await
     }
 
     async fn is_banned(&self, group: GroupId, user: UserId) -> Result<bool> {
-        self.read(move |c| groups::joins::is_banned(c, group, user))
+        self.point(move |c| groups::joins::is_banned(c, group, user))
             .await
     }
 
@@ -478,16 +489,17 @@ impl GroupStore for SqliteStore {
     }
 
     async fn join_request(&self, id: JoinRequestId) -> Result<Option<JoinRequest>> {
-        self.read(move |c| groups::joins::join_request(c, id)).await
+        self.point(move |c| groups::joins::join_request(c, id))
+            .await
     }
 
     async fn pending_applications(&self, group: GroupId) -> Result<Vec<JoinRequest>> {
-        self.read(move |c| groups::joins::pending_applications(c, group))
+        self.scan(move |c| groups::joins::pending_applications(c, group))
             .await
     }
 
     async fn user_join_requests(&self, user: UserId) -> Result<Vec<JoinRequest>> {
-        self.read(move |c| groups::joins::user_join_requests(c, user))
+        self.scan(move |c| groups::joins::user_join_requests(c, user))
             .await
     }
 
@@ -511,17 +523,17 @@ impl GroupStore for SqliteStore {
 
     async fn invite_link(&self, code: &str) -> Result<Option<InviteLink>> {
         let code = code.to_owned();
-        self.read(move |c| groups::joins::invite_link(c, &code))
+        self.point(move |c| groups::joins::invite_link(c, &code))
             .await
     }
 
     async fn announcements(&self, group: GroupId) -> Result<Vec<Announcement>> {
-        self.read(move |c| groups::content::announcements(c, group))
+        self.scan(move |c| groups::content::announcements(c, group))
             .await
     }
 
     async fn announcement(&self, id: AnnouncementId) -> Result<Option<Announcement>> {
-        self.read(move |c| groups::content::announcement(c, id))
+        self.point(move |c| groups::content::announcement(c, id))
             .await
     }
 
@@ -531,12 +543,12 @@ impl GroupStore for SqliteStore {
     }
 
     async fn confirmations(&self, id: AnnouncementId) -> Result<Vec<(UserId, i64)>> {
-        self.read(move |c| groups::content::confirmations(c, id))
+        self.scan(move |c| groups::content::confirmations(c, id))
             .await
     }
 
     async fn essences(&self, group: GroupId) -> Result<Vec<Essence>> {
-        self.read(move |c| groups::content::essences(c, group))
+        self.scan(move |c| groups::content::essences(c, group))
             .await
     }
 
@@ -548,12 +560,12 @@ impl GroupStore for SqliteStore {
 
     async fn daily_count(&self, key: &str, day: i64) -> Result<u32> {
         let key = key.to_owned();
-        self.read(move |c| groups::content::daily_count(c, &key, day))
+        self.point(move |c| groups::content::daily_count(c, &key, day))
             .await
     }
 
     async fn search_groups(&self, search: GroupSearch) -> Result<Vec<Group>> {
-        self.read(move |c| groups::search(c, &search)).await
+        self.scan(move |c| groups::search(c, &search)).await
     }
 
     async fn readers(
@@ -562,7 +574,7 @@ impl GroupStore for SqliteStore {
         seq: Seq,
         list: bool,
     ) -> Result<(u64, Vec<UserId>)> {
-        self.read(move |c| groups::readers(c, conversation, seq, list))
+        self.scan(move |c| groups::readers(c, conversation, seq, list))
             .await
     }
 
@@ -573,7 +585,7 @@ impl GroupStore for SqliteStore {
         to_ms: i64,
         limit: u32,
     ) -> Result<Vec<(UserId, u64)>> {
-        self.read(move |c| groups::top_senders(c, conversation, from_ms, to_ms, limit))
+        self.scan(move |c| groups::top_senders(c, conversation, from_ms, to_ms, limit))
             .await
     }
 }
