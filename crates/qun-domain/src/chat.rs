@@ -3,6 +3,8 @@
 //! store in the transaction that stores it and fanned out only after it is
 //! durable.
 
+use std::sync::Arc;
+
 use crate::bus::LiveEvent;
 use crate::model::{
     Append, AppendBody, Appended, Conversation, ConversationKind, ConversationState, EventBody,
@@ -12,12 +14,27 @@ use crate::{Caller, ConversationId, Denied, Error, HistoryRange, Qun, Result, Se
 
 impl Qun {
     /// The conversation if the caller takes part in it.
-    async fn conversation_for(&self, caller: &Caller, id: ConversationId) -> Result<Conversation> {
-        let conv = self
-            .store
-            .conversation(id)
-            .await?
-            .ok_or(Error::NotFound("conversation"))?;
+    /// A conversation's record, from the node's cache when it holds it.
+    async fn conversation(&self, id: ConversationId) -> Result<Arc<Conversation>> {
+        if let Some(conv) = self.conversation_cache.get(id) {
+            return Ok(conv);
+        }
+        let conv = Arc::new(
+            self.store
+                .conversation(id)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?,
+        );
+        self.conversation_cache.put(Arc::clone(&conv));
+        Ok(conv)
+    }
+
+    async fn conversation_for(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+    ) -> Result<Arc<Conversation>> {
+        let conv = self.conversation(id).await?;
         let member = match conv.kind {
             ConversationKind::Direct => conv.members.contains(&caller.user),
             ConversationKind::Group(g) => self.store.member(g, caller.user).await?.is_some(),
@@ -67,11 +84,7 @@ impl Qun {
     ) -> Result<Appended> {
         self.check_client_msg_id(client_msg_id)?;
         self.check_segments(&segments)?;
-        let conv = self
-            .store
-            .conversation(conversation)
-            .await?
-            .ok_or(Error::NotFound("conversation"))?;
+        let conv = self.conversation(conversation).await?;
         // Who receives it is settled before the write, so a committed message
         // is never answered with an error.
         let (quota, users) = match conv.kind {
@@ -129,10 +142,11 @@ impl Qun {
         let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
             return Err(Error::Forbidden(Denied::NotMember));
         };
-        if self.store.is_blocked_either(caller.user, peer).await? {
+        let standing = self.store.direct_standing(caller.user, peer).await?;
+        if standing.blocked {
             return Err(Error::Forbidden(Denied::Blocked));
         }
-        if self.store.friend(caller.user, peer).await?.is_some() {
+        if standing.friends {
             return Ok(());
         }
         let peer_user = self

@@ -46,6 +46,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_friend_update_and_remove(s).await;
     check_categories(s).await;
     check_blacklist(s).await;
+    check_direct_standing(s).await;
     check_likes(s).await;
     check_append_sequence(s).await;
     check_segments_round_trip(s).await;
@@ -1303,6 +1304,69 @@ async fn check_blacklist(store: &dyn Store) {
         store.blocked(a).await.unwrap(),
         vec![(c, t2)],
         "only c is left"
+    );
+}
+
+/// The one-read standing of a direct send follows friendships and blocks
+/// from both sides.
+async fn check_direct_standing(store: &dyn Store) {
+    let a = new_user(store, "standing-a").await;
+    let b = new_user(store, "standing-b").await;
+    let c = new_user(store, "standing-c").await;
+    let standing = |blocked, friends| DirectStanding { blocked, friends };
+    assert_eq!(
+        store.direct_standing(a, b).await.unwrap(),
+        standing(false, false),
+        "strangers"
+    );
+    befriend(store, a, b).await;
+    assert_eq!(
+        store.direct_standing(a, b).await.unwrap(),
+        standing(false, true),
+        "friends"
+    );
+    assert_eq!(
+        store.direct_standing(b, a).await.unwrap(),
+        standing(false, true),
+        "both ways"
+    );
+    assert_eq!(
+        store.direct_standing(a, c).await.unwrap(),
+        standing(false, false),
+        "a stranger"
+    );
+    store.block(c, a, tick()).await.unwrap();
+    assert_eq!(
+        store.direct_standing(a, c).await.unwrap(),
+        standing(true, false),
+        "blocked by the peer"
+    );
+    assert_eq!(
+        store.direct_standing(c, a).await.unwrap(),
+        standing(true, false),
+        "blocked the peer"
+    );
+    assert_eq!(
+        store.direct_standing(a, b).await.unwrap(),
+        standing(false, true),
+        "others unaffected"
+    );
+    store.block(a, b, tick()).await.unwrap();
+    assert_eq!(
+        store.direct_standing(b, a).await.unwrap(),
+        standing(true, true),
+        "a block and a friendship are separate records"
+    );
+    store.remove_friend(a, b).await.unwrap();
+    assert_eq!(
+        store.direct_standing(b, a).await.unwrap(),
+        standing(true, false),
+        "removed"
+    );
+    assert_eq!(
+        store.direct_standing(UserId(9_000_000_000), a).await.unwrap(),
+        standing(false, false),
+        "an id that names nobody"
     );
 }
 

@@ -11,6 +11,7 @@ mod clock;
 mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod conv_cache;
 mod error;
 mod friends;
 pub mod groups;

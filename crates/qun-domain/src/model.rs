@@ -269,6 +269,15 @@ pub struct Conversation {
     pub members: Vec<UserId>,
 }
 
+/// How one user stands towards another for a direct message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectStanding {
+    /// Either of the two has blacklisted the other.
+    pub blocked: bool,
+    /// The first has the second on their friend list.
+    pub friends: bool,
+}
+
 /// What an append writes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendBody {

@@ -70,6 +70,7 @@ pub struct Qun {
     pub(crate) payments: Arc<dyn crate::TierPayments>,
     pub(crate) node: crate::NodeId,
     pub(crate) member_cache: crate::groups::cache::MemberCache,
+    pub(crate) conversation_cache: crate::conv_cache::ConversationCache,
     next_conn: AtomicU64,
 }
 
@@ -93,6 +94,7 @@ impl Qun {
             payments: Arc::new(crate::FreeTiers),
             node: crate::NodeId::random(),
             member_cache: Default::default(),
+            conversation_cache: Default::default(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -6,7 +6,9 @@
 //! changed).
 
 use deadpool_postgres::GenericClient;
-use qun_domain::model::{Category, Friend, FriendRequest, FriendUpdate, RequestStatus};
+use qun_domain::model::{
+    Category, DirectStanding, Friend, FriendRequest, FriendUpdate, RequestStatus,
+};
 use qun_domain::{CategoryId, ConversationId, Error, FriendRequestId, UserId, DEFAULT_CATEGORY};
 use tokio_postgres::Row;
 
@@ -511,6 +513,32 @@ pub(crate) async fn is_blocked_either<C: GenericClient>(
     )
     .await?
     .is_some())
+}
+
+/// Whether either blacklisted the other, and whether `user` has `other` as a friend.
+pub(crate) async fn direct_standing<C: GenericClient>(
+    c: &C,
+    user: UserId,
+    other: UserId,
+) -> Outcome<DirectStanding> {
+    let (Some(user), Some(other)) = (key(user.0), key(other.0)) else {
+        return Ok(DirectStanding {
+            blocked: false,
+            friends: false,
+        });
+    };
+    let row = query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM blocks
+                        WHERE (owner = $1 AND other = $2) OR (owner = $2 AND other = $1)),
+                EXISTS (SELECT 1 FROM friends WHERE owner = $1 AND friend = $2)",
+        &[&user, &other],
+    )
+    .await?;
+    Ok(DirectStanding {
+        blocked: row.try_get(0)?,
+        friends: row.try_get(1)?,
+    })
 }
 
 /// Counts one like for the day unless `limit` were given already. The

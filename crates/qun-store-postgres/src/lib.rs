@@ -412,6 +412,13 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn direct_standing(&self, user: UserId, other: UserId) -> Result<DirectStanding> {
+        self.read(&(user, other), |c, (user, other)| {
+            friends::direct_standing(c, *user, *other).boxed()
+        })
+        .await
+    }
+
     async fn add_like(&self, from: UserId, to: UserId, day: i64, limit: u32) -> Result<u32> {
         self.write(&(from, to, day, limit), |tx, (from, to, day, limit)| {
             friends::add_like(tx, *from, *to, *day, *limit).boxed()

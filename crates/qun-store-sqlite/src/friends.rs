@@ -1,6 +1,8 @@
 //! Friend requests, friend lists, categories, the blacklist and likes.
 
-use qun_domain::model::{Category, Friend, FriendRequest, FriendUpdate, RequestStatus};
+use qun_domain::model::{
+    Category, DirectStanding, Friend, FriendRequest, FriendUpdate, RequestStatus,
+};
 use qun_domain::{CategoryId, ConversationId, Error, FriendRequestId, UserId, DEFAULT_CATEGORY};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -340,6 +342,22 @@ pub(crate) fn is_blocked_either(conn: &Connection, a: UserId, b: UserId) -> Outc
         .query_row([a.0, b.0], |_| Ok(()))
         .optional()?;
     Ok(found.is_some())
+}
+
+/// Whether either blacklisted the other, and whether `user` has `other` as a friend.
+pub(crate) fn direct_standing(
+    conn: &Connection,
+    user: UserId,
+    other: UserId,
+) -> Outcome<DirectStanding> {
+    let (blocked, friends) = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM blocks
+                            WHERE (owner = ?1 AND other = ?2) OR (owner = ?2 AND other = ?1)),
+                    EXISTS (SELECT 1 FROM friends WHERE owner = ?1 AND friend = ?2)",
+        )?
+        .query_row([user.0, other.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(DirectStanding { blocked, friends })
 }
 
 /// Counts one like for the day unless `limit` were given already.

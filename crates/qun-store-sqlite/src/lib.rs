@@ -353,6 +353,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn direct_standing(&self, user: UserId, other: UserId) -> Result<DirectStanding> {
+        self.point(move |c| friends::direct_standing(c, user, other))
+            .await
+    }
+
     async fn add_like(&self, from: UserId, to: UserId, day: i64, limit: u32) -> Result<u32> {
         self.write(move |c| friends::add_like(c, from, to, day, limit))
             .await
