@@ -280,6 +280,249 @@ const APPEND: &str = "
     )
     SELECT id, seq FROM e";
 
+/// Locks the conversation rows of a batch in ascending id order, the order
+/// every transaction that locks several keeps (see `writer`).
+const LOCK_CONVERSATIONS: &str =
+    "SELECT id FROM conversations WHERE id = ANY($1::BIGINT[]) ORDER BY id FOR UPDATE";
+
+/// Raises each conversation's counter by its count of messages in a batch.
+const RESERVE_SEQS: &str = "
+    UPDATE conversations SET last_seq = last_seq + u.cnt, last_time = u.time
+    FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS u (id, cnt, time)
+    WHERE conversations.id = u.id";
+
+/// Inserts a batch's messages, the `n`th of `cnt` in a conversation taking
+/// seq `last_seq - cnt + n` (the counter was raised just before). A client id
+/// used before is left out and shows as a missing row.
+const INSERT_MESSAGES: &str = "
+    INSERT INTO events (conversation, seq, sender, client_msg_id, time, kind, content)
+    SELECT i.conv, c.last_seq - i.cnt + i.n, i.sender, i.client_msg_id, i.time, 'message', i.content
+    FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
+                $6::BIGINT[], $7::TEXT[])
+         AS i (conv, n, cnt, sender, client_msg_id, time, content)
+    JOIN conversations c ON c.id = i.conv
+    ON CONFLICT (sender, client_msg_id) WHERE kind <> 'notice' DO NOTHING
+    RETURNING sender, client_msg_id, seq, id";
+
+/// Indexes a batch's mentions, seqs computed as in [`INSERT_MESSAGES`].
+const INSERT_MENTIONS: &str = "
+    INSERT INTO mentions (conversation, user_id, seq)
+    SELECT m.conv, m.user_id, c.last_seq - m.cnt + m.n
+    FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS m (conv, n, cnt, user_id)
+    JOIN conversations c ON c.id = m.conv";
+
+/// Counts a batch's messages in group members' speaking statistics: one
+/// row per sender and group whatever the member count.
+const COUNT_SPEAKERS: &str = "
+    UPDATE group_members SET messages = messages + s.cnt, last_spoke_at = s.time
+    FROM (SELECT c.group_id, u.sender, count(*) AS cnt, max(u.time) AS time
+          FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS u (conv, sender, time)
+          JOIN conversations c ON c.id = u.conv
+          WHERE c.group_id IS NOT NULL
+          GROUP BY c.group_id, u.sender) s
+    WHERE group_members.group_id = s.group_id AND group_members.user_id = s.sender";
+
+/// Whether `append` can go in a batch of [`append_messages`]: a plain
+/// message that spends no quota, with ids that can be stored.
+pub(crate) fn batchable(append: &Append) -> bool {
+    matches!(append.body, AppendBody::Message(_))
+        && append.quota.is_none()
+        && key(append.conversation.0).is_some()
+        && key(append.sender.0).is_some()
+}
+
+/// Stores a batch of [`batchable`] appends, sorted by conversation, in one
+/// round trip of five set-based statements (lock, reserve, insert events,
+/// mentions and speaking statistics). `Ok(None)` when the batch cannot be
+/// stored this way as it is: a client id repeated in it or used before (a
+/// retry), or a conversation that does not exist. Those are rare, and the
+/// caller then rolls the transaction back (the counters were raised) and
+/// stores the appends one at a time, which answers each case precisely.
+pub(crate) async fn append_messages(
+    tx: &Tx<'_>,
+    appends: &[&Append],
+) -> Outcome<Option<Vec<Appended>>> {
+    let len = appends.len();
+    let mut rows = Rows::default();
+    // Where each (sender, client id) sits in the batch.
+    let mut position = std::collections::HashMap::with_capacity(len);
+    for (i, append) in appends.iter().enumerate() {
+        let (AppendBody::Message(segments), Some(conv), Some(sender)) = (
+            &append.body,
+            key(append.conversation.0),
+            key(append.sender.0),
+        ) else {
+            return Err(corrupt(
+                "an append that cannot be batched reached the batch",
+            ));
+        };
+        if position
+            .insert((sender, append.client_msg_id.as_str()), i)
+            .is_some()
+        {
+            return Ok(None);
+        }
+        rows.push(
+            conv,
+            sender,
+            append,
+            serde_json::to_string(segments)?,
+            segments,
+        );
+    }
+    rows.number();
+    let lock = async {
+        let statement = tx.prepare_cached(LOCK_CONVERSATIONS).await?;
+        tx.query(&statement, &[&rows.conversations]).await
+    };
+    let reserve = async {
+        execute(
+            tx,
+            RESERVE_SEQS,
+            &[&rows.conversations, &rows.counts, &rows.last_times],
+        )
+        .await
+    };
+    let insert = async {
+        query(
+            tx,
+            INSERT_MESSAGES,
+            &[
+                &rows.conv,
+                &rows.n,
+                &rows.cnt,
+                &rows.sender,
+                &rows.client_msg_id,
+                &rows.time,
+                &rows.content,
+            ],
+        )
+        .await
+    };
+    let mentions = async {
+        if rows.mention_user.is_empty() {
+            return Ok(0);
+        }
+        execute(
+            tx,
+            INSERT_MENTIONS,
+            &[
+                &rows.mention_conv,
+                &rows.mention_n,
+                &rows.mention_cnt,
+                &rows.mention_user,
+            ],
+        )
+        .await
+    };
+    let speakers =
+        async { execute(tx, COUNT_SPEAKERS, &[&rows.conv, &rows.sender, &rows.time]).await };
+    // All five go out together and run in this order: the lock first.
+    let (lock, reserve, inserted, mentions, speakers) =
+        futures_util::future::join5(lock, reserve, insert, mentions, speakers).await;
+    lock?;
+    reserve?;
+    mentions?;
+    speakers?;
+    let inserted = inserted?;
+    if inserted.len() != len {
+        return Ok(None);
+    }
+    let mut stored: Vec<Option<Appended>> = vec![None; len];
+    for row in &inserted {
+        let sender: i64 = row.try_get(0)?;
+        let client_msg_id: &str = row.try_get(1)?;
+        let Some(&i) = position.get(&(sender, client_msg_id)) else {
+            return Err(corrupt("a batch stored a message it was not given"));
+        };
+        let (Some(slot), Some(append)) = (stored.get_mut(i), appends.get(i)) else {
+            return Err(corrupt("a batch position out of range"));
+        };
+        *slot = Some(Appended {
+            conversation: append.conversation,
+            seq: Seq(u64_at(row, 2)?),
+            message_id: MessageId(u64_at(row, 3)?),
+            time: append.time,
+            duplicate: false,
+        });
+    }
+    // Every message had its row (counted above), so none is missing here.
+    Ok(stored.into_iter().collect())
+}
+
+/// A batch as the columns of [`INSERT_MESSAGES`] and its companions.
+#[derive(Default)]
+struct Rows<'a> {
+    conv: Vec<i64>,
+    sender: Vec<i64>,
+    client_msg_id: Vec<&'a str>,
+    time: Vec<i64>,
+    content: Vec<String>,
+    /// Position of each message among its conversation's in the batch, from 1.
+    n: Vec<i64>,
+    /// How many messages of its conversation the batch holds.
+    cnt: Vec<i64>,
+    /// Each conversation once, ascending, with its count and latest time.
+    conversations: Vec<i64>,
+    counts: Vec<i64>,
+    last_times: Vec<i64>,
+    /// Mentions: the message's index in the batch, then its columns.
+    mention_of: Vec<usize>,
+    mention_user: Vec<i64>,
+    mention_conv: Vec<i64>,
+    mention_n: Vec<i64>,
+    mention_cnt: Vec<i64>,
+}
+
+impl<'a> Rows<'a> {
+    fn push(
+        &mut self,
+        conv: i64,
+        sender: i64,
+        append: &'a Append,
+        content: String,
+        segments: &[Segment],
+    ) {
+        for user in mentioned(segments) {
+            self.mention_of.push(self.conv.len());
+            self.mention_user.push(user);
+        }
+        self.conv.push(conv);
+        self.sender.push(sender);
+        self.client_msg_id.push(&append.client_msg_id);
+        self.time.push(append.time);
+        self.content.push(content);
+    }
+
+    /// Numbers the messages within their conversations; the batch is
+    /// sorted by conversation, so each conversation's run is contiguous.
+    fn number(&mut self) {
+        let mut start = 0;
+        while start < self.conv.len() {
+            let conv = self.conv[start];
+            let end = self.conv[start..]
+                .iter()
+                .position(|&c| c != conv)
+                .map_or(self.conv.len(), |k| start + k);
+            let count = (end - start) as i64;
+            for k in start..end {
+                self.n.push((k - start) as i64 + 1);
+                self.cnt.push(count);
+            }
+            self.conversations.push(conv);
+            self.counts.push(count);
+            self.last_times
+                .push(self.time[start..end].iter().copied().max().unwrap_or(0));
+            start = end;
+        }
+        for &i in &self.mention_of {
+            self.mention_conv.push(self.conv[i]);
+            self.mention_n.push(self.n[i]);
+            self.mention_cnt.push(self.cnt[i]);
+        }
+    }
+}
+
 /// What one attempt to append did.
 #[derive(Debug)]
 pub(crate) enum Attempt {

@@ -41,6 +41,8 @@ pub struct WriterStats {
     pub commands: u64,
     /// Transactions committed; each covers one batch of appends.
     pub commits: u64,
+    /// Appends committed by the one-statement path for plain messages.
+    pub batched: u64,
 }
 
 /// Counters shared between the writers and the store.
@@ -48,6 +50,7 @@ pub struct WriterStats {
 pub(crate) struct Counters {
     commands: AtomicU64,
     commits: AtomicU64,
+    batched: AtomicU64,
 }
 
 impl Counters {
@@ -56,6 +59,7 @@ impl Counters {
         WriterStats {
             commands: self.commands.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
+            batched: self.batched.load(Ordering::Relaxed),
         }
     }
 }
@@ -145,18 +149,91 @@ async fn run(pool: Pool, mut jobs: mpsc::Receiver<Job>, max_batch: usize, counte
     tracing::debug!("postgres append writer finished its queue and stops");
 }
 
-/// Runs `jobs` in one transaction, a savepoint each, commits and answers
-/// them. Returns the jobs that were deadlock victims (rolled back, not
-/// answered) with their error, to be run again alone.
+/// Commits `jobs` in one transaction and answers them: a batch of plain
+/// messages in one statement when it can (see
+/// [`conversations::append_messages`]), otherwise a savepoint each. Returns
+/// the jobs that were deadlock victims (rolled back, not answered) with
+/// their error, to be run again alone.
 async fn commit_batch(pool: &Pool, jobs: Vec<Job>, counters: &Counters) -> Vec<(Job, Error)> {
-    let mut again = Vec::new();
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {
             fail(jobs, &map_pool(e));
-            return again;
+            return Vec::new();
         }
     };
+    let jobs = if jobs.iter().all(|job| conversations::batchable(&job.append)) {
+        match commit_messages(&mut client, jobs, counters).await {
+            Some(jobs) => jobs,
+            None => return Vec::new(),
+        }
+    } else {
+        jobs
+    };
+    commit_each(&mut client, jobs, counters).await
+}
+
+/// Commits a batch of plain messages in one round trip. Gives the jobs back,
+/// unanswered and with nothing of them applied, when that could not store
+/// them all (a retry among them, a deadlock...); [`commit_each`] then sorts
+/// them out one by one.
+async fn commit_messages(
+    client: &mut deadpool_postgres::Client,
+    jobs: Vec<Job>,
+    counters: &Counters,
+) -> Option<Vec<Job>> {
+    let tx = match client.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            fail(jobs, &map_postgres(&e));
+            return None;
+        }
+    };
+    let started = Instant::now();
+    let appends: Vec<&Append> = jobs.iter().map(|job| &job.append).collect();
+    let stored = match conversations::append_messages(&tx, &appends).await {
+        Ok(Some(stored)) => stored,
+        outcome => {
+            if let Err(e) = outcome {
+                tracing::debug!(error = %Error::from(e), "batched append fell back to one at a time");
+            }
+            // Best effort: a failed rollback leaves a broken connection,
+            // which the one-at-a-time path reports.
+            let _ = tx.rollback().await;
+            return Some(jobs);
+        }
+    };
+    let size = jobs.len();
+    counters.commands.fetch_add(size as u64, Ordering::Relaxed);
+    match tx.commit().await {
+        Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.batched.fetch_add(size as u64, Ordering::Relaxed);
+            metrics::histogram!("qun_store_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("qun_store_batch_size").record(size as f64);
+            for (job, appended) in jobs.into_iter().zip(stored) {
+                job.answer(Ok(appended));
+            }
+        }
+        Err(e) => {
+            // As in `commit_each`: a retry finds the first append if it landed.
+            let e = map_postgres(&e);
+            tracing::error!(error = %e, "postgres append commit failed");
+            fail(jobs, &e);
+        }
+    }
+    None
+}
+
+/// Runs `jobs` in one transaction, a savepoint each, commits and answers
+/// them. Returns the jobs that were deadlock victims (rolled back, not
+/// answered) with their error, to be run again alone.
+async fn commit_each(
+    client: &mut deadpool_postgres::Client,
+    jobs: Vec<Job>,
+    counters: &Counters,
+) -> Vec<(Job, Error)> {
+    let mut again = Vec::new();
     let tx = match client.transaction().await {
         Ok(tx) => tx,
         Err(e) => {

@@ -472,7 +472,86 @@ async fn concurrent_appends_share_commits() {
     let commits = after.commits - before.commits;
     assert_eq!(commands, 500);
     assert!(commits < commands, "500 appends took {commits} commits");
+    assert_eq!(
+        after.batched - before.batched,
+        500,
+        "plain messages without races are stored a batch per statement"
+    );
     assert_eq!(last_seq(store.as_ref(), a, conv).await, Seq(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_inside_one_batch_and_across_conversations_are_stored_once() {
+    let db = fresh_database!();
+    let store = Arc::new(open(&db).await);
+    let a = new_user(store.as_ref(), "a").await;
+    let b = new_user(store.as_ref(), "b").await;
+    let c = new_user(store.as_ref(), "c").await;
+    let ab = befriend(store.as_ref(), a, b).await;
+    let ac = befriend(store.as_ref(), a, c).await;
+    let earlier = store.append(message(ab, a, "m0")).await.unwrap();
+    let before = store.stats();
+    let mut tasks = Vec::new();
+    // Every id twice (often in one batch), alternating conversations, plus a
+    // retry of a message committed before, all queued at once.
+    for i in 0..300 {
+        let store = Arc::clone(&store);
+        let (conv, id) = match i {
+            0 => (ab, "m0".to_owned()),
+            _ => (
+                if (i / 2) % 2 == 0 { ab } else { ac },
+                format!("m{}", i / 2 + 1),
+            ),
+        };
+        tasks.push(tokio::spawn(async move {
+            (
+                id.clone(),
+                store.append(message(conv, a, &id)).await.unwrap(),
+            )
+        }));
+    }
+    let mut acks: std::collections::HashMap<String, Vec<Appended>> = Default::default();
+    for task in tasks {
+        let (id, ack) = task.await.unwrap();
+        acks.entry(id).or_default().push(ack);
+    }
+    assert_eq!(
+        acks["m0"],
+        vec![Appended {
+            duplicate: true,
+            ..earlier
+        }]
+    );
+    for (id, copies) in &acks {
+        let originals = copies.iter().filter(|x| !x.duplicate).count();
+        let expected = usize::from(id != "m0");
+        assert_eq!(originals, expected, "{id}: {copies:?}");
+        let seqs: std::collections::BTreeSet<_> = copies.iter().map(|x| x.seq).collect();
+        assert_eq!(
+            seqs.len(),
+            1,
+            "{id}: every copy has the same seq: {copies:?}"
+        );
+    }
+    for conv in [ab, ac] {
+        let seqs: Vec<u64> = store
+            .events(conv, EventRange::After(Seq(0), 1000))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq.0)
+            .collect();
+        let expected = if conv == ab { 76 } else { 75 };
+        assert_eq!(
+            seqs,
+            (1..=expected).collect::<Vec<_>>(),
+            "gap-free, nothing twice"
+        );
+    }
+    assert!(
+        store.stats().batched > before.batched,
+        "the batched path took part"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
