@@ -67,9 +67,23 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| connection(app, socket))
 }
 
-async fn connection(app: AppState, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let caller = match authenticate(&app, &mut stream).await {
+/// Serves an upgraded socket. Not an `async fn`: an async fn keeps its
+/// arguments for its whole life, and the socket, which is only split here,
+/// is large.
+fn connection(app: AppState, socket: WebSocket) -> impl std::future::Future<Output = ()> {
+    let (sink, stream) = socket.split();
+    serve(app, sink, stream)
+}
+
+async fn serve(
+    app: AppState,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+) {
+    // The steps before and after the socket's life are boxed (as is each
+    // request, in `read_loop`): their futures are far larger than waiting
+    // is, and every idle socket would otherwise carry the largest inline.
+    let caller = match Box::pin(authenticate(&app, &mut stream)).await {
         Ok(caller) => caller,
         Err((id, err)) => {
             let code = if err.body.code == codes::ACCOUNT_DISABLED {
@@ -87,14 +101,29 @@ async fn connection(app: AppState, socket: WebSocket) {
     };
     let (tx, rx) = mpsc::channel(app.config.outbound_queue_frames.max(1));
     let (kill, kill_rx) = watch::channel(None);
-    let conn_id = app.qun.connected(&caller).await;
+    let conn_id = Box::pin(app.qun.connected(&caller)).await;
     let handle = ConnHandle {
         id: conn_id,
         session: caller.session.clone(),
         tx,
         kill,
     };
-    let hello = ServerFrame::Hello {
+    handle.push(hello(&app, &caller));
+    app.hub.register(caller.user, handle.clone());
+    // Receivers cloned from the channel's first one see every change, even one
+    // made before they start waiting.
+    let writer = tokio::spawn(write_loop(sink, rx, kill_rx.clone()));
+    read_loop(&app, &caller, &handle, stream, kill_rx).await;
+    app.hub.unregister(caller.user, conn_id);
+    Box::pin(app.qun.disconnected(caller.user, conn_id)).await;
+    handle.close(CloseReason::NORMAL);
+    drop(handle);
+    let _ = writer.await;
+}
+
+/// The first frame of an authenticated socket.
+fn hello(app: &AppState, caller: &Caller) -> Utf8Bytes {
+    frame(&ServerFrame::Hello {
         v: PROTOCOL_VERSION,
         user_id: qun_wire::UserId(caller.user.0),
         session_id: caller.session.0.clone(),
@@ -105,18 +134,7 @@ async fn connection(app: AppState, socket: WebSocket) {
             .min(app.config.heartbeat_timeout_secs / 2)
             .max(1),
         server_time: app.qun.now_ms(),
-    };
-    handle.push(frame(&hello));
-    app.hub.register(caller.user, handle.clone());
-    // Receivers cloned from the channel's first one see every change, even one
-    // made before they start waiting.
-    let writer = tokio::spawn(write_loop(sink, rx, kill_rx.clone()));
-    read_loop(&app, &caller, &handle, stream, kill_rx).await;
-    app.hub.unregister(caller.user, conn_id);
-    app.qun.disconnected(caller.user, conn_id).await;
-    handle.close(CloseReason::NORMAL);
-    drop(handle);
-    let _ = writer.await;
+    })
 }
 
 /// Waits for the `auth` frame; anything else first is refused.
@@ -167,7 +185,7 @@ async fn read_loop(
                 break;
             }
             _ = recheck.tick() => {
-                if let Err(Error::Auth(a)) = app.qun.revalidate(caller).await {
+                if let Err(Error::Auth(a)) = Box::pin(app.qun.revalidate(caller)).await {
                     handle.close(if a == AuthError::Disabled { CloseReason::DISABLED } else { CloseReason::REVOKED });
                     break;
                 }
@@ -189,7 +207,7 @@ async fn read_loop(
                     Some(Ok(msg)) => msg,
                 };
                 let reply = match msg {
-                    Message::Text(text) => handle_text(app, caller, handle.id, text.as_str()).await,
+                    Message::Text(text) => Box::pin(handle_text(app, caller, handle.id, text.as_str())).await,
                     Message::Binary(_) => error_frame(None, &ApiError::invalid_json("binary frames are not supported; send JSON text").body),
                     Message::Ping(_) | Message::Pong(_) => continue,
                     Message::Close(_) => break,
