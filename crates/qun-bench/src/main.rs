@@ -117,6 +117,11 @@ pub struct Opts {
     pub json: Option<PathBuf>,
 }
 
+/// The same allocator as the server's: the generator shares the machine's
+/// cores with it, so its own cost is kept down too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     server::raise_fd_limit();
