@@ -58,12 +58,6 @@ enum Command {
     Client(cli::ClientCommand),
 }
 
-/// mimalloc rather than the system allocator: a server holding tens of
-/// thousands of sockets allocates small buffers from many threads, where
-/// glibc's per-thread arenas cost both memory and time (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
