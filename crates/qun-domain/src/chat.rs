@@ -87,29 +87,45 @@ impl Qun {
         let conv = self.conversation(conversation).await?;
         // Who receives it is settled before the write, so a committed message
         // is never answered with an error.
-        let (quota, users) = match conv.kind {
+        let (quota, users, peer) = match conv.kind {
             ConversationKind::Direct => {
                 if !conv.members.contains(&caller.user) {
                     return Err(Error::Forbidden(Denied::NotMember));
                 }
-                self.check_may_send_direct(caller, &conv, &segments).await?;
-                (None, conv.members.clone())
+                if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
+                    return Err(Error::invalid("segments", "@all is for groups"));
+                }
+                let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
+                    return Err(Error::Forbidden(Denied::NotMember));
+                };
+                (None, conv.members.clone(), Some(peer))
             }
             ConversationKind::Group(g) => {
                 let (group, member) = self.standing(caller.user, g).await?;
                 let quota = self.check_may_send_in_group(caller, &group, member, &segments)?;
-                (quota, self.group_recipients(&group).await?)
+                (quota, self.group_recipients(&group).await?, None)
             }
         };
-        let append = Append {
+        let mut append = Append {
             quota,
             conversation,
             sender: caller.user,
             client_msg_id: client_msg_id.to_owned(),
             time: self.clock.now_ms(),
             body: AppendBody::Message(segments.clone()),
+            // Friends, the common case, are checked by the append itself.
+            requires_friend: peer,
         };
-        let appended = self.store.append(append).await?;
+        let appended = match self.store.append(append.clone()).await {
+            Err(Error::Forbidden(Denied::NotFriends)) if peer.is_some() => {
+                // Not friends, or blocked: the full check says which, and
+                // lets a temporary session through.
+                self.check_may_send_direct(caller, &conv).await?;
+                append.requires_friend = None;
+                self.store.append(append).await?
+            }
+            result => result?,
+        };
         if !appended.duplicate {
             let event = StoredEvent {
                 conversation,
@@ -130,15 +146,7 @@ impl Qun {
 
     /// Whether the caller may write in a direct conversation: friends, or a
     /// temporary session between members of a shared group; never blocked.
-    async fn check_may_send_direct(
-        &self,
-        caller: &Caller,
-        conv: &Conversation,
-        segments: &[Segment],
-    ) -> Result<()> {
-        if segments.iter().any(|s| matches!(s, Segment::MentionAll)) {
-            return Err(Error::invalid("segments", "@all is for groups"));
-        }
+    async fn check_may_send_direct(&self, caller: &Caller, conv: &Conversation) -> Result<()> {
         let Some(&peer) = conv.members.iter().find(|&&m| m != caller.user) else {
             return Err(Error::Forbidden(Denied::NotMember));
         };
@@ -206,6 +214,7 @@ impl Qun {
             client_msg_id: client_msg_id.clone(),
             time: now,
             body: AppendBody::Recall { target: seq },
+            requires_friend: None,
         };
         let appended = self.store.append(append).await?;
         if !appended.duplicate {

@@ -11,6 +11,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use crate::Denied;
+
 use crate::groups::model::*;
 use crate::model::*;
 use crate::store::DailyCounter;
@@ -74,6 +76,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_readers_exclude_newcomers(s).await;
     check_join_settles_pending_requests(s).await;
     check_concurrent_appends(&store).await;
+    check_appends_requiring_a_friend(&store).await;
     check_concurrent_retries(&store).await;
     check_concurrent_user_creation(&store).await;
     check_concurrent_likes(&store).await;
@@ -144,6 +147,7 @@ fn message(
     body: &str,
 ) -> Append {
     Append {
+        requires_friend: None,
         quota: None,
         conversation,
         sender,
@@ -160,6 +164,7 @@ fn recall(
     target: u64,
 ) -> Append {
     Append {
+        requires_friend: None,
         quota: None,
         conversation,
         sender,
@@ -1364,7 +1369,10 @@ async fn check_direct_standing(store: &dyn Store) {
         "removed"
     );
     assert_eq!(
-        store.direct_standing(UserId(9_000_000_000), a).await.unwrap(),
+        store
+            .direct_standing(UserId(9_000_000_000), a)
+            .await
+            .unwrap(),
         standing(false, false),
         "an id that names nobody"
     );
@@ -1525,6 +1533,7 @@ async fn check_segments_round_trip(store: &dyn Store) {
         },
     ];
     let append = Append {
+        requires_friend: None,
         quota: None,
         conversation: conv,
         sender: a,
@@ -1933,6 +1942,89 @@ async fn check_mark_read(store: &dyn Store) {
 // --- concurrency -------------------------------------------------------------
 
 /// Concurrent appends get gap-free, unique sequence numbers per conversation.
+/// `requires_friend` is checked in the append's transaction, after the retry
+/// check, alone and among concurrent appends that pass.
+async fn check_appends_requiring_a_friend(store: &Arc<dyn Store>) {
+    let s = store.as_ref();
+    let a = new_user(s, "guard-a").await;
+    let b = new_user(s, "guard-b").await;
+    let c = new_user(s, "guard-c").await;
+    let ab = befriend(s, a, b).await;
+    let ac = s.ensure_direct_conversation(a, c, tick()).await.unwrap();
+    let guarded = |conv, peer, id: &str| Append {
+        requires_friend: Some(peer),
+        ..message(conv, a, id, "guarded")
+    };
+    let first = s.append(guarded(ab, b, "guard-1")).await.expect("friends");
+    assert_eq!(first.seq, Seq(1));
+    assert!(
+        matches!(
+            s.append(guarded(ac, c, "guard-2")).await,
+            Err(Error::Forbidden(Denied::NotFriends))
+        ),
+        "not friends"
+    );
+    s.append(message(ac, a, "guard-3", "unguarded"))
+        .await
+        .expect("without the guard the same append is stored");
+    assert_eq!(
+        s.events(ac, EventRange::After(Seq(0), 10))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the refused append stored nothing and used no seq"
+    );
+    s.block(b, a, tick()).await.unwrap();
+    assert!(
+        matches!(
+            s.append(guarded(ab, b, "guard-4")).await,
+            Err(Error::Forbidden(Denied::NotFriends))
+        ),
+        "blocked by the peer while still on the friend list"
+    );
+    assert_eq!(
+        s.append(guarded(ab, b, "guard-1")).await.expect("a retry"),
+        Appended {
+            duplicate: true,
+            ..first
+        },
+        "a retry is answered before the guard"
+    );
+    s.unblock(b, a).await.unwrap();
+
+    // Refused and stored appends queued together (in one batch, where the
+    // adapter batches) are each answered as if alone.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = Arc::clone(store);
+        let append = if i % 4 == 0 {
+            guarded(ac, c, &format!("guard-many-{i}"))
+        } else {
+            guarded(ab, b, &format!("guard-many-{i}"))
+        };
+        tasks.push(tokio::spawn(async move { (i, store.append(append).await) }));
+    }
+    for task in tasks {
+        let (i, result) = task.await.expect("append task");
+        match result {
+            Err(Error::Forbidden(Denied::NotFriends)) if i % 4 == 0 => {}
+            Ok(x) if i % 4 != 0 => assert!(!x.duplicate),
+            other => panic!("append {i}: {other:?}"),
+        }
+    }
+    let seqs = |conv| async move {
+        s.events(conv, EventRange::After(Seq(0), 100))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(ab).await, (1..=31).collect::<Vec<_>>(), "gap-free");
+    assert_eq!(seqs(ac).await, vec![1], "nothing refused was stored");
+}
+
 async fn check_concurrent_appends(store: &Arc<dyn Store>) {
     const TASKS: u64 = 8;
     const EACH: u64 = 50;
@@ -2215,6 +2307,7 @@ fn mention_message(
     segments: Vec<Segment>,
 ) -> Append {
     Append {
+        requires_friend: None,
         quota: None,
         conversation,
         sender,
@@ -3928,6 +4021,7 @@ async fn check_group_messages(store: &dyn Store) {
     assert_err!(
         store
             .append(Append {
+                requires_friend: None,
                 quota: None,
                 conversation: conv,
                 sender: o,
@@ -4225,6 +4319,7 @@ async fn check_group_receipts_and_honours(store: &dyn Store) {
 
     let t0 = tick();
     let at = |sender: UserId, id: &str, time: i64| Append {
+        requires_friend: None,
         quota: None,
         conversation: conv,
         sender,

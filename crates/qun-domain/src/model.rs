@@ -310,6 +310,11 @@ pub struct Append {
     /// all or none, `LimitReached` without storing anything when one is full,
     /// and nothing consumed when the append is a retry.
     pub quota: Option<Quota>,
+    /// For a direct message: the peer the sender must have as a friend,
+    /// neither having blacklisted the other, checked in the append's own
+    /// transaction after the retry check. When that does not hold nothing
+    /// is stored and the append fails with `Forbidden(NotFriends)`.
+    pub requires_friend: Option<UserId>,
 }
 
 /// Daily counters an append consumes.

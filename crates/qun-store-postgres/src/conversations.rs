@@ -19,10 +19,10 @@ use qun_domain::model::{
     Append, AppendBody, Appended, Conversation, ConversationKind, ConversationState, EventBody,
     EventRange, Segment, StoredEvent,
 };
-use qun_domain::{ConversationId, GroupId, MessageId, Seq, UserId, MENTION_ALL};
+use qun_domain::{ConversationId, Denied, Error, GroupId, MessageId, Seq, UserId, MENTION_ALL};
 use tokio_postgres::Row;
 
-use crate::error::{conflict, corrupt, not_found, Outcome};
+use crate::error::{conflict, corrupt, not_found, Failure, Outcome};
 use crate::sql::{execute, key, opt_u64_at, query, query_one, query_opt, u64_at, Tx};
 
 /// A conversation's kind from its `kind` and `group_id` columns.
@@ -293,14 +293,20 @@ const RESERVE_SEQS: &str = "
 
 /// Inserts a batch's messages, the `n`th of `cnt` in a conversation taking
 /// seq `last_seq - cnt + n` (the counter was raised just before). A client id
-/// used before is left out and shows as a missing row.
+/// used before, or a direct message whose `requires_friend` does not hold,
+/// is left out and shows as a missing row.
 const INSERT_MESSAGES: &str = "
     INSERT INTO events (conversation, seq, sender, client_msg_id, time, kind, content)
     SELECT i.conv, c.last_seq - i.cnt + i.n, i.sender, i.client_msg_id, i.time, 'message', i.content
     FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
-                $6::BIGINT[], $7::TEXT[])
-         AS i (conv, n, cnt, sender, client_msg_id, time, content)
+                $6::BIGINT[], $7::TEXT[], $8::BIGINT[])
+         AS i (conv, n, cnt, sender, client_msg_id, time, content, peer)
     JOIN conversations c ON c.id = i.conv
+    WHERE i.peer IS NULL
+       OR (EXISTS (SELECT 1 FROM friends f WHERE f.owner = i.sender AND f.friend = i.peer)
+           AND NOT EXISTS (SELECT 1 FROM blocks b
+                           WHERE (b.owner = i.sender AND b.other = i.peer)
+                              OR (b.owner = i.peer AND b.other = i.sender)))
     ON CONFLICT (sender, client_msg_id) WHERE kind <> 'notice' DO NOTHING
     RETURNING sender, client_msg_id, seq, id";
 
@@ -329,13 +335,17 @@ pub(crate) fn batchable(append: &Append) -> bool {
         && append.quota.is_none()
         && key(append.conversation.0).is_some()
         && key(append.sender.0).is_some()
+        && append
+            .requires_friend
+            .is_none_or(|peer| key(peer.0).is_some())
 }
 
 /// Stores a batch of [`batchable`] appends, sorted by conversation, in one
 /// round trip of five set-based statements (lock, reserve, insert events,
 /// mentions and speaking statistics). `Ok(None)` when the batch cannot be
 /// stored this way as it is: a client id repeated in it or used before (a
-/// retry), or a conversation that does not exist. Those are rare, and the
+/// retry), a conversation that does not exist, or a direct message whose
+/// sender is no longer a friend. Those are rare, and the
 /// caller then rolls the transaction back (the counters were raised) and
 /// stores the appends one at a time, which answers each case precisely.
 pub(crate) async fn append_messages(
@@ -395,6 +405,7 @@ pub(crate) async fn append_messages(
                 &rows.client_msg_id,
                 &rows.time,
                 &rows.content,
+                &rows.peer,
             ],
         )
         .await
@@ -458,6 +469,8 @@ struct Rows<'a> {
     client_msg_id: Vec<&'a str>,
     time: Vec<i64>,
     content: Vec<String>,
+    /// `requires_friend`, if any.
+    peer: Vec<Option<i64>>,
     /// Position of each message among its conversation's in the batch, from 1.
     n: Vec<i64>,
     /// How many messages of its conversation the batch holds.
@@ -492,6 +505,8 @@ impl<'a> Rows<'a> {
         self.client_msg_id.push(&append.client_msg_id);
         self.time.push(append.time);
         self.content.push(content);
+        self.peer
+            .push(append.requires_friend.and_then(|peer| key(peer.0)));
     }
 
     /// Numbers the messages within their conversations; the batch is
@@ -556,6 +571,19 @@ pub(crate) async fn try_append(tx: &Tx<'_>, append: &Append) -> Outcome<Attempt>
         }
         AppendBody::Notice(_) => return Err(corrupt("a notice reached append")),
     };
+    if let Some(peer) = append.requires_friend {
+        let standing = crate::friends::direct_standing(tx, append.sender, peer).await?;
+        if standing.blocked || !standing.friends {
+            // A retry is answered before the guard, as everywhere.
+            return match earlier(tx, append).await {
+                Ok(_) => Ok(Attempt::Undo),
+                Err(Failure::Domain(Error::NotFound(_))) => {
+                    Err(Error::Forbidden(Denied::NotFriends).into())
+                }
+                Err(other) => Err(other),
+            };
+        }
+    }
     let Some(row) = query_opt(
         tx,
         APPEND,

@@ -15,7 +15,7 @@ use qun_domain::model::{
     Append, AppendBody, Appended, Conversation, ConversationKind, ConversationState, EventBody,
     EventRange, Segment, StoredEvent,
 };
-use qun_domain::{ConversationId, Error, GroupId, MessageId, Seq, UserId, MENTION_ALL};
+use qun_domain::{ConversationId, Denied, Error, GroupId, MessageId, Seq, UserId, MENTION_ALL};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{conflict, corrupt, not_found, Outcome};
@@ -257,6 +257,12 @@ pub(crate) fn append(conn: &Connection, append: &Append) -> Outcome<Appended> {
         });
     }
 
+    if let Some(peer) = append.requires_friend {
+        let standing = crate::friends::direct_standing(conn, append.sender, peer)?;
+        if standing.blocked || !standing.friends {
+            return Err(Error::Forbidden(Denied::NotFriends).into());
+        }
+    }
     if let Some(quota) = &append.quota {
         // Consumed only by a first append, in its transaction: a retry above
         // spent nothing, and a full counter stores nothing.
@@ -617,6 +623,7 @@ mod tests {
         let (conversation, sender) = group_of(&conn, members);
         let before = conn.total_changes();
         let message = Append {
+            requires_friend: None,
             quota: None,
             conversation,
             sender,

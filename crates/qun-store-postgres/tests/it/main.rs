@@ -165,6 +165,7 @@ async fn befriend(store: &dyn Store, a: UserId, b: UserId) -> ConversationId {
 
 fn message(conversation: ConversationId, sender: UserId, client_msg_id: &str) -> Append {
     Append {
+        requires_friend: None,
         quota: None,
         conversation,
         sender,
@@ -568,6 +569,7 @@ async fn a_failing_append_rolls_back_only_itself() {
             let append = match i % 4 {
                 // Recalls of seqs that do not exist fail inside the batch.
                 0 => Append {
+                    requires_friend: None,
                     body: AppendBody::Recall {
                         target: Seq(1_000_000 + i),
                     },
@@ -650,6 +652,7 @@ async fn ids_beyond_bigint_name_nothing() {
     assert!(matches!(
         store
             .append(Append {
+                requires_friend: None,
                 body: AppendBody::Recall { target: Seq(huge) },
                 ..message(conv, a, "far-recall")
             })
@@ -750,6 +753,7 @@ async fn a_quota_holds_across_nodes() {
     for i in 0..20 {
         let node = Arc::clone(&nodes[i % 2]);
         let append = Append {
+            requires_friend: None,
             body: AppendBody::Message(vec![Segment::MentionAll]),
             quota: Some(Quota {
                 counters: vec![qun_domain::store::DailyCounter {

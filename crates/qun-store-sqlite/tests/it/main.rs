@@ -73,6 +73,7 @@ async fn befriend(store: &dyn Store, a: UserId, b: UserId) -> ConversationId {
 
 fn message(conversation: ConversationId, sender: UserId, client_msg_id: &str) -> Append {
     Append {
+        requires_friend: None,
         quota: None,
         conversation,
         sender,
@@ -310,6 +311,7 @@ async fn a_failing_command_rolls_back_only_itself() {
             let append = if i % 3 == 0 {
                 // Recalls of seqs that do not exist fail inside the batch.
                 Append {
+                    requires_friend: None,
                     quota: None,
                     body: AppendBody::Recall {
                         target: Seq(1_000_000 + i),
