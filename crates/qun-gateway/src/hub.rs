@@ -4,8 +4,8 @@
 //! full is cut off as a slow consumer instead of growing memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use qun_domain::bus::{Notification, NotificationSink, RevokeReason};
@@ -79,20 +79,31 @@ pub(crate) struct ConnHandle {
     pub(crate) session: SessionId,
     pub(crate) tx: mpsc::Sender<Utf8Bytes>,
     pub(crate) kill: watch::Sender<Option<CloseReason>>,
+    /// Bytes of the frames in `tx` (the writer subtracts what it takes).
+    pub(crate) queued: Arc<AtomicUsize>,
+    /// Most bytes `tx` may hold; a frame is always let into an empty queue.
+    pub(crate) max_queued: usize,
 }
 
 impl ConnHandle {
-    /// Queues a frame, or cuts the socket off if its queue is full.
+    /// Queues a frame, or cuts the socket off if its queue is full, in
+    /// frames or in bytes.
     pub(crate) fn push(&self, frame: Utf8Bytes) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("qun_slow_consumer_disconnects_total").increment(1);
-                self.close(CloseReason::SLOW_CONSUMER);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let len = frame.len();
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        let over_budget = before > 0 && before + len > self.max_queued;
+        let full = over_budget
+            || match self.tx.try_send(frame) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Full(_)) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+        self.queued.fetch_sub(len, Ordering::Relaxed);
+        if full {
+            metrics::counter!("qun_slow_consumer_disconnects_total").increment(1);
+            self.close(CloseReason::SLOW_CONSUMER);
         }
+        false
     }
 
     /// Asks the socket to close with a reason (the first reason wins).
@@ -208,5 +219,56 @@ impl NotificationSink for Hub {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(max_queued: usize) -> (ConnHandle, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(512);
+        let (kill, _) = watch::channel(None);
+        let handle = ConnHandle {
+            id: 1,
+            session: SessionId("s".into()),
+            tx,
+            kill,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued,
+        };
+        (handle, rx)
+    }
+
+    fn frame(len: usize) -> Utf8Bytes {
+        Utf8Bytes::from("x".repeat(len))
+    }
+
+    #[test]
+    fn a_queue_over_its_byte_budget_cuts_the_socket_off() {
+        let (handle, _rx) = handle(1_000);
+        assert!(handle.push(frame(400)));
+        assert!(handle.push(frame(400)));
+        assert_eq!(handle.queued.load(Ordering::Relaxed), 800);
+        assert!(!handle.push(frame(400)), "1,200 bytes exceed the budget");
+        assert_eq!(*handle.kill.borrow(), Some(CloseReason::SLOW_CONSUMER));
+        assert_eq!(
+            handle.queued.load(Ordering::Relaxed),
+            800,
+            "the refused frame is not counted"
+        );
+    }
+
+    #[test]
+    fn a_large_frame_goes_into_an_empty_queue_and_taking_frees_the_budget() {
+        let (handle, mut rx) = handle(1_000);
+        assert!(
+            handle.push(frame(5_000)),
+            "alone, a frame over the budget still goes"
+        );
+        let taken = rx.try_recv().expect("queued");
+        handle.queued.fetch_sub(taken.len(), Ordering::Relaxed);
+        assert!(handle.push(frame(900)), "the budget is free again");
+        assert_eq!(*handle.kill.borrow(), None);
     }
 }

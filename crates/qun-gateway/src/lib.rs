@@ -38,6 +38,9 @@ pub use openapi::openapi_json;
 pub struct GatewayConfig {
     /// Frames queued per socket before it is cut off as a slow consumer.
     pub outbound_queue_frames: usize,
+    /// Bytes queued per socket before it is cut off as a slow consumer (a
+    /// frame larger than this still goes out when nothing else is queued).
+    pub outbound_queue_bytes: usize,
     /// Heartbeat interval advertised to clients, seconds.
     pub heartbeat_secs: u64,
     /// A socket silent for this long is closed with `heartbeat_timeout`.
@@ -57,7 +60,12 @@ pub struct GatewayConfig {
     /// after each batch of queued frames, so frames are coalesced into few
     /// writes.
     pub ws_write_buffer_bytes: usize,
-    /// Most bytes buffered for writing per socket.
+    /// Most bytes buffered for writing per socket. A safety net only: the
+    /// writer stops handing over frames once `ws_write_buffer_bytes` wait
+    /// to be written, so the buffer holds at most one frame beyond that;
+    /// it must exceed the largest frame the server sends (a history page of
+    /// large messages takes several MiB), which would otherwise end the
+    /// socket.
     pub ws_max_write_buffer_bytes: usize,
     /// Kernel send buffer of each accepted socket (0: the system's default,
     /// which lets a stalled client hold megabytes before its queue fills).
@@ -70,6 +78,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             outbound_queue_frames: 512,
+            outbound_queue_bytes: 256 * 1024,
             heartbeat_secs: 30,
             heartbeat_timeout_secs: 90,
             auth_timeout_secs: 10,
@@ -78,7 +87,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             ws_read_buffer_bytes: 1024,
             ws_write_buffer_bytes: 16 * 1024,
-            ws_max_write_buffer_bytes: 256 * 1024,
+            ws_max_write_buffer_bytes: 64 * 1024 * 1024,
             socket_send_buffer_bytes: 64 * 1024,
             listen_backlog: 4096,
         }

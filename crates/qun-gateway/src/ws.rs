@@ -6,6 +6,8 @@
 //! catch-up. One reader loop answers requests in order; one writer task owns the
 //! socket's sending half and drains a bounded queue.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -107,12 +109,19 @@ async fn serve(
         session: caller.session.clone(),
         tx,
         kill,
+        queued: Arc::new(AtomicUsize::new(0)),
+        max_queued: app.config.outbound_queue_bytes,
     };
     handle.push(hello(&app, &caller));
     app.hub.register(caller.user, handle.clone());
     // Receivers cloned from the channel's first one see every change, even one
     // made before they start waiting.
-    let writer = tokio::spawn(write_loop(sink, rx, kill_rx.clone()));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        Arc::clone(&handle.queued),
+        kill_rx.clone(),
+    ));
     read_loop(&app, &caller, &handle, stream, kill_rx).await;
     app.hub.unregister(caller.user, conn_id);
     Box::pin(app.qun.disconnected(caller.user, conn_id)).await;
@@ -225,8 +234,14 @@ async fn read_loop(
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Utf8Bytes>,
+    queued: Arc<AtomicUsize>,
     mut kill: watch::Receiver<Option<CloseReason>>,
 ) {
+    // A frame handed to the socket leaves the queue's byte count.
+    let taken = |frame: Utf8Bytes| {
+        queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        Message::Text(frame)
+    };
     loop {
         tokio::select! {
             biased;
@@ -234,9 +249,9 @@ async fn write_loop(
             next = rx.recv() => {
                 let Some(first) = next else { break };
                 let write = async {
-                    sink.feed(Message::Text(first)).await?;
+                    sink.feed(taken(first)).await?;
                     while let Ok(more) = rx.try_recv() {
-                        sink.feed(Message::Text(more)).await?;
+                        sink.feed(taken(more)).await?;
                     }
                     sink.flush().await
                 };

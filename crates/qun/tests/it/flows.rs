@@ -403,6 +403,32 @@ async fn a_client_that_stops_reading_is_cut_off_and_others_are_unaffected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_history_page_larger_than_the_socket_buffers_arrives_whole() {
+    require_e2e!();
+    let dir = TempDir::new("big-page");
+    let server = Server::start(dir.path(), &[]);
+    let alice = User::new(&server, "alice").await;
+    let bob = User::new(&server, "bob").await;
+    let conv = befriend(&alice, &bob).await;
+    let (dev, _) = alice.device(&server, "phone").await;
+    // 60 messages of 15,000 bytes: one page of them is about 900 KB, past
+    // the outbound byte budget and tungstenite's write buffer alike.
+    let big = "y".repeat(15_000);
+    for n in 1..=60u64 {
+        dev.send(conv, &format!("big-{n}"), text(&big))
+            .await
+            .unwrap();
+    }
+    let page = dev
+        .history(conv, Some(Seq(0)), None, Some(100))
+        .await
+        .expect("the page arrives on an open socket");
+    assert_eq!(page.events.len(), 60);
+    // And the socket still works afterwards.
+    dev.send(conv, "after", text("small")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_closes_sockets_with_a_reason_and_exits_cleanly() {
     require_e2e!();
     let dir = TempDir::new("shutdown");
