@@ -1,9 +1,11 @@
 //! `slow-consumer`: a group in which one member's socket (a raw socket with a
 //! small kernel receive buffer) authenticates and then, in the second phase,
 //! stops reading. The first phase, with the same member reading, is the
-//! control. Measured: how much the server's memory grows until it cuts the
-//! socket off (`qun_slow_consumer_disconnects_total` on `/metrics`, close
-//! 4008), and the other members' p99 against the control's.
+//! control. Measured: how much more memory the server holds until it cuts
+//! the socket off (`qun_slow_consumer_disconnects_total` on `/metrics`, close
+//! 4008) — its peak RSS during the stall over its peak during the control,
+//! sampled alike every 20 ms — and the other members' p99 against the
+//! control's.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +74,16 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Report> {
     };
     let origin = Instant::now();
     let rss_control_start = server.sample();
+    // The same sampling during the control phase: its peak is what the
+    // workload itself costs, so that the stall's extra can be told apart.
+    let (stop_control, stop_control_rx) = watch::channel(false);
+    let control_watcher = tokio::spawn(watch_memory(
+        server.pid,
+        base.clone(),
+        f64::INFINITY,
+        ports,
+        stop_control_rx,
+    ));
     let control = load::run(
         &server,
         &conns,
@@ -79,6 +91,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Report> {
         origin,
     )
     .await?;
+    let _ = stop_control.send(true);
+    let control_peak = control_watcher.await?.max_rss;
     let rss_control_end = server.sample();
     server.check_alive()?;
 
@@ -127,10 +141,18 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Report> {
         "others_p99_ratio",
         (p99_without > 0.0).then(|| p99_with / p99_without),
     );
-    let extra = rss_before
+    // Peak RSS while the member was stalled, over the peak of the same
+    // workload without the stall; and, raw, over the RSS just before it.
+    let extra = control_peak
         .zip(watched.max_rss)
-        .map(|(before, max)| max.saturating_sub(before.rss_bytes));
+        .map(|(control, max)| max.saturating_sub(control));
     report.metric("server_extra_bytes", extra);
+    report.metric(
+        "server_rss_growth_during_stall",
+        rss_before
+            .zip(watched.max_rss)
+            .map(|(before, max)| max.saturating_sub(before.rss_bytes)),
+    );
     report.metric(
         "control_rss_growth_bytes",
         rss_control_start
