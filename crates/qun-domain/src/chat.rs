@@ -13,7 +13,6 @@ use crate::model::{
 use crate::{Caller, ConversationId, Denied, Error, HistoryRange, Qun, Result, Seq, UserId};
 
 impl Qun {
-    /// The conversation if the caller takes part in it.
     /// A conversation's record, from the node's cache when it holds it.
     async fn conversation(&self, id: ConversationId) -> Result<Arc<Conversation>> {
         if let Some(conv) = self.conversation_cache.get(id) {
@@ -29,6 +28,7 @@ impl Qun {
         Ok(conv)
     }
 
+    /// The conversation if the caller takes part in it.
     async fn conversation_for(
         &self,
         caller: &Caller,
@@ -106,23 +106,23 @@ impl Qun {
                 (quota, self.group_recipients(&group).await?, None)
             }
         };
-        let mut append = Append {
-            quota,
+        let time = self.clock.now_ms();
+        let append = |requires_friend| Append {
+            quota: quota.clone(),
             conversation,
             sender: caller.user,
             client_msg_id: client_msg_id.to_owned(),
-            time: self.clock.now_ms(),
+            time,
             body: AppendBody::Message(segments.clone()),
-            // Friends, the common case, are checked by the append itself.
-            requires_friend: peer,
+            requires_friend,
         };
-        let appended = match self.store.append(append.clone()).await {
+        // Friends, the common case, are checked by the append itself.
+        let appended = match self.store.append(append(peer)).await {
             Err(Error::Forbidden(Denied::NotFriends)) if peer.is_some() => {
                 // Not friends, or blocked: the full check says which, and
                 // lets a temporary session through.
                 self.check_may_send_direct(caller, &conv).await?;
-                append.requires_friend = None;
-                self.store.append(append).await?
+                self.store.append(append(None)).await?
             }
             result => result?,
         };
