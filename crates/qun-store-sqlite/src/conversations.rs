@@ -1,8 +1,8 @@
 //! Conversations, their event streams and each participant's read position.
 //!
-//! The conversation row carries `last_seq`; an append bumps it in the same
-//! transaction that inserts the event, and the single writer makes the
-//! read-then-bump race-free, so sequence numbers are gap-free and never reused.
+//! The conversation row carries `last_seq`; an append raises it and reads
+//! the new value in one statement, in the transaction that inserts the
+//! event, so sequence numbers are gap-free and never reused.
 //!
 //! A group's conversation has the group's members as participants, so one
 //! query lists direct and group conversations with read positions alike. A
@@ -137,20 +137,30 @@ pub(crate) fn conversation(conn: &Connection, id: ConversationId) -> Outcome<Opt
 
 /// The sequence number the next event of a conversation will take.
 pub(crate) fn next_seq(conn: &Connection, conversation: ConversationId) -> Outcome<Seq> {
-    next_seq_and_group(conn, conversation).map(|(seq, _)| Seq(seq))
-}
-
-/// The next sequence number of a conversation and its group, if it is one.
-fn next_seq_and_group(
-    conn: &Connection,
-    conversation: ConversationId,
-) -> Outcome<(u64, Option<u64>)> {
-    let (last_seq, group): (u64, Option<u64>) = conn
-        .prepare_cached("SELECT last_seq, group_id FROM conversations WHERE id = ?1")?
-        .query_row([conversation.0], |row| Ok((row.get(0)?, row.get(1)?)))
+    let last_seq: u64 = conn
+        .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
+        .query_row([conversation.0], |row| row.get(0))
         .optional()?
         .ok_or_else(|| not_found("conversation"))?;
-    Ok((last_seq + 1, group))
+    Ok(Seq(last_seq + 1))
+}
+
+/// Takes the conversation's next sequence number (raising its counter and
+/// its last activity time in one statement) and says its group, if any.
+fn reserve_seq(
+    conn: &Connection,
+    conversation: ConversationId,
+    time: i64,
+) -> Outcome<(u64, Option<u64>)> {
+    conn.prepare_cached(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_time = ?2 WHERE id = ?1
+         RETURNING last_seq, group_id",
+    )?
+    .query_row(params![conversation.0, time], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
+    .optional()?
+    .ok_or_else(|| not_found("conversation"))
 }
 
 /// An event to insert at a sequence number already chosen.
@@ -165,7 +175,7 @@ struct NewEvent<'a> {
     target: Option<u64>,
 }
 
-/// Inserts the event and moves the conversation's last sequence to it.
+/// Inserts the event at the seq [`reserve_seq`] took for it.
 fn insert_event(conn: &Connection, event: &NewEvent<'_>) -> Outcome<Appended> {
     let id: u64 = conn
         .prepare_cached(
@@ -186,8 +196,6 @@ fn insert_event(conn: &Connection, event: &NewEvent<'_>) -> Outcome<Appended> {
             ],
             |row| row.get(0),
         )?;
-    conn.prepare_cached("UPDATE conversations SET last_seq = ?2, last_time = ?3 WHERE id = ?1")?
-        .execute(params![event.conversation.0, event.seq, event.time])?;
     Ok(Appended {
         conversation: event.conversation,
         seq: Seq(event.seq),
@@ -206,7 +214,7 @@ pub(crate) fn append_notice(
     notice: &Notice,
     time: i64,
 ) -> Outcome<Appended> {
-    let (seq, group) = next_seq_and_group(conn, conversation)?;
+    let (seq, group) = reserve_seq(conn, conversation, time)?;
     let group = group.ok_or_else(|| corrupt("a notice outside of a group conversation"))?;
     let content = serde_json::to_string(notice)?;
     insert_event(
@@ -268,7 +276,7 @@ pub(crate) fn append(conn: &Connection, append: &Append) -> Outcome<Appended> {
         // spent nothing, and a full counter stores nothing.
         crate::groups::content::consume_daily(conn, &quota.counters, quota.day)?;
     }
-    let (seq, group) = next_seq_and_group(conn, append.conversation)?;
+    let (seq, group) = reserve_seq(conn, append.conversation, append.time)?;
     let event = |kind, content: &str, target| {
         insert_event(
             conn,
