@@ -38,8 +38,9 @@ pub use openapi::openapi_json;
 pub struct GatewayConfig {
     /// Frames queued per socket before it is cut off as a slow consumer.
     pub outbound_queue_frames: usize,
-    /// Bytes queued per socket before it is cut off as a slow consumer (a
-    /// frame larger than this still goes out when nothing else is queued).
+    /// Bytes queued per socket before it is cut off as a slow consumer: a
+    /// frame is let in while less than this waits, so one large frame (a
+    /// history page asked for) always gets through a queue under budget.
     pub outbound_queue_bytes: usize,
     /// Heartbeat interval advertised to clients, seconds.
     pub heartbeat_secs: u64,
