@@ -106,12 +106,7 @@ pub trait Store: GroupStore {
     /// Whether either has blacklisted the other and whether `user` has
     /// `other` as a friend: what a direct send checks, in one read where the
     /// adapter can.
-    async fn direct_standing(&self, user: UserId, other: UserId) -> Result<DirectStanding> {
-        Ok(DirectStanding {
-            blocked: self.is_blocked_either(user, other).await?,
-            friends: self.friend(user, other).await?.is_some(),
-        })
-    }
+    async fn direct_standing(&self, user: UserId, other: UserId) -> Result<DirectStanding>;
     /// Atomically counts a like from `from` to `to` on `day` and adds it to
     /// `to`'s total; `LimitReached` (nothing counted) when `limit` were given
     /// that day already. Returns the day's count including this one.

@@ -381,10 +381,7 @@ pub(crate) async fn append_messages(
         );
     }
     rows.number();
-    let lock = async {
-        let statement = tx.prepare_cached(LOCK_CONVERSATIONS).await?;
-        tx.query(&statement, &[&rows.conversations]).await
-    };
+    let lock = async { query(tx, LOCK_CONVERSATIONS, &[&rows.conversations]).await };
     let reserve = async {
         execute(
             tx,

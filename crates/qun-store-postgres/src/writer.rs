@@ -194,17 +194,14 @@ async fn commit_messages(
     let stored = match conversations::append_messages(&tx, &appends).await {
         Ok(Some(stored)) => stored,
         outcome => {
-            match outcome {
-                // A deadlock: the one-at-a-time path copes with it.
-                Err(e) if e.is_retryable() => {
+            if let Err(e) = outcome {
+                if e.is_retryable() {
+                    // A deadlock: the one-at-a-time path copes with it.
                     tracing::debug!(error = %Error::from(e), "batched append fell back to one at a time");
-                }
-                // Anything else deserves a look: the connection, or a fault
-                // of the batched statements themselves.
-                Err(e) => {
+                } else {
+                    // The connection, or a fault of the batched statements.
                     tracing::warn!(error = %Error::from(e), "batched append failed; storing one at a time");
                 }
-                Ok(_) => {}
             }
             // Best effort: a failed rollback leaves a broken connection,
             // which the one-at-a-time path reports.

@@ -9,6 +9,9 @@
 //!   cache, far less than handing it to another thread costs (the wake-ups
 //!   dominated the 1:1 send profile), so it runs right here on the calling
 //!   thread when a connection is idle, and on the blocking pool otherwise.
+//!   In WAL mode a reader waits only in rare moments (log recovery, another
+//!   process holding an exclusive lock); such a wait then holds up this
+//!   async worker, up to the busy timeout.
 //! - [`Readers::scan`]: anything that may walk many rows (history pages,
 //!   member lists) always runs on the blocking pool, so that it never holds
 //!   up an async worker.
